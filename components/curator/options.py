@@ -1,0 +1,121 @@
+"""Curation parameters: one validated dataclass shared by the TFX component, its executor and the CLI.
+
+Pure Python (no TFX, no Beam): every check raises `ValueError` with the parameter's name and the allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+TASKS = ("binary", "regression")
+STRATEGIES = ("loss", "grad_norm", "uniform", "negative_downsampling", "top_k", "full")
+MODES = ("window", "global")
+MISSING_RECORD_POLICIES = ("uniform", "drop", "keep")
+DUPLICATE_POLICIES = ("latest", "mean", "max")
+RECORD_FORMATS = ("predictionlog", "plain")
+
+
+@dataclasses.dataclass(frozen=True)
+class CurationOptions:
+    """Everything that decides which examples are kept and how they are weighted.
+
+    budget: a rate in [0, 1] (fraction of each curated split), or an integer > 1 (expected count per split).
+    strategy: loss / grad_norm (importance sampling on that signal, water-filled to the budget), uniform,
+        negative_downsampling (positives kept, negatives sampled), top_k (deterministic, unweighted, biased),
+        full (everything, weight 1).
+    mode: window (the paper's mini-batch approximation: water-filling within random mini-batches of about
+        `window_size` examples, chosen by a hash of (seed, id)) or global (exact two-pass: a mergeable score summary
+        solves one threshold for the whole split).
+    p_min: floor on every inclusion probability (bounds weights by 1/p_min; guards against label noise).
+    mix: defensive mixture `p = (1 - mix) * p_IS + mix * rate`; bounds weights by 1/(mix * rate).
+    max_weight: cap on 1/p (None: no cap). A cap trades a little bias for less variance.
+    missing_record_policy: examples without a forward record are sampled uniformly at the budget rate
+        (`uniform`), never kept (`drop`, counted as not selected) or always kept with weight 1 (`keep`).
+    duplicate_policy: several records for one id: the `latest` by timestamp, the `mean` prediction and hidden norm,
+        or the one with the `max` importance score.
+    splits: splits to curate; the others are copied unchanged.
+    """
+
+    id_feature: str = "example_id"
+    label_feature: str = "label"
+    task: str = "binary"
+    budget: float = 0.1
+    strategy: str = "loss"
+    mode: str = "window"
+    window_size: int = 4096
+    p_min: float = 0.0
+    mix: float = 0.5
+    max_weight: float | None = None
+    seed: int = 0
+    weight_feature: str = "sample_weight"
+    missing_record_policy: str = "uniform"
+    duplicate_policy: str = "latest"
+    splits: tuple[str, ...] = ("train",)
+    record_format: str = "plain"
+    prediction_key: str = "prediction"
+    hidden_norm_key: str | None = "hidden_norm"
+    class_label: str = "1"
+    record_id_output_key: str | None = None
+    skip_corrupt_files: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "splits", tuple(self.splits))
+        self.validate()
+
+    def validate(self) -> None:
+        _choice("task", self.task, TASKS)
+        _choice("strategy", self.strategy, STRATEGIES)
+        _choice("mode", self.mode, MODES)
+        _choice("missing_record_policy", self.missing_record_policy, MISSING_RECORD_POLICIES)
+        _choice("duplicate_policy", self.duplicate_policy, DUPLICATE_POLICIES)
+        _choice("record_format", self.record_format, RECORD_FORMATS)
+        for name in ("id_feature", "label_feature", "weight_feature", "prediction_key"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
+        if len({self.id_feature, self.label_feature, self.weight_feature}) < 3:
+            raise ValueError("id_feature, label_feature and weight_feature must be three different features")
+        b = self.budget
+        if not isinstance(b, int | float) or isinstance(b, bool) or not math.isfinite(b) or b < 0:
+            raise ValueError(f"budget must be a rate in [0, 1] or an integer count > 1, got {b!r}")
+        if b > 1 and float(b) != int(b):
+            raise ValueError(f"budget {b!r} > 1 is a count and must be a whole number")
+        if not isinstance(self.window_size, int) or self.window_size < 1:
+            raise ValueError(f"window_size must be a positive integer, got {self.window_size!r}")
+        if not 0.0 <= self.p_min <= 1.0:
+            raise ValueError(f"p_min must be in [0, 1], got {self.p_min!r}")
+        if not 0.0 <= self.mix <= 1.0:
+            raise ValueError(f"mix must be in [0, 1], got {self.mix!r}")
+        if self.max_weight is not None and not (self.max_weight >= 1.0 and math.isfinite(self.max_weight)):
+            raise ValueError(f"max_weight must be a finite number >= 1 (or None), got {self.max_weight!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
+        if not self.splits or not all(isinstance(s, str) and s for s in self.splits):
+            raise ValueError(f"splits must be a non-empty list of split names, got {self.splits!r}")
+        if self.task == "regression" and self.strategy == "negative_downsampling":
+            raise ValueError("strategy 'negative_downsampling' needs task 'binary'")
+
+    @property
+    def importance_sampling(self) -> bool:
+        return self.strategy in ("loss", "grad_norm")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CurationOptions:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> CurationOptions:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown curation option(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def _choice(name: str, value, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")

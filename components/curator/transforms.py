@@ -1,0 +1,536 @@
+"""The curation Beam job, one PTransform per step of the data flow.
+
+    ReadExamples -> KeyExamples ─┐
+    ReadForwardRecords ──────────┴─> JoinForwardRecords -> ScoreExamples -> SolveThresholds -> SampleExamples
+                                                                                  -> WriteCurated / WriteRejects / report
+
+Only bytes, ints and floats cross a shuffle: examples travel as `(id, (split, raw, label))`, records as
+`(id, (prediction, hidden_norm, timestamp, model_version))`. After the join, examples move in numpy batches;
+the decisions are element-wise given a small per-split `SplitPlan` side input, so any batching or partitioning
+selects the same examples (see plan.py).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.metrics import Metrics
+
+from tfx_curator.components.curator import example_keys, plan, record_io, selection
+from tfx_curator.components.curator.options import CurationOptions
+from tfx_curator.components.curator.records import RecordConfig
+from tfx_curator.components.curator.report_stats import SplitStats
+
+NAMESPACE = "tfx_curator"
+REJECTS = "rejects"
+EVENTS = "events"
+STATS = "stats"
+BATCH_SIZE = 1024
+RECORDS_SPLIT = -1  # split index of things that belong to no split (orphan records, record rejects)
+CURATED_FILE_PREFIX = "data_tfrecord"
+REJECT_SOURCE_EXAMPLES = "examples"
+REJECT_SOURCE_RECORDS = "forward_records"
+
+# Join events counted per split (see ResolveJoinDoFn).
+ORPHAN_RECORDS = "orphan_records"
+DUPLICATE_RECORDS = "duplicate_records"
+IDS_WITH_DUPLICATE_RECORDS = "ids_with_duplicate_records"
+RECORDS_READ = "records_decoded"
+
+
+def record_config(options: CurationOptions) -> RecordConfig:
+    return RecordConfig(
+        id_feature=options.id_feature,
+        id_output_key=options.record_id_output_key,
+        prediction_key=options.prediction_key,
+        hidden_norm_key=options.hidden_norm_key,
+        class_label=options.class_label,
+        task=options.task,
+    )
+
+
+def score_signal(options: CurationOptions) -> str:
+    """The signal behind the scores: the strategy's own, else the loss (for top_k and for the report)."""
+    return options.strategy if options.strategy in selection.IMPORTANCE_STRATEGIES else "loss"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading and keying examples
+# ---------------------------------------------------------------------------------------------------------
+
+
+class KeyExamplesDoFn(beam.DoFn):
+    """Batch of raw examples of one split -> (id, (split, raw, label)); bad ones -> rejects."""
+
+    def __init__(self, split: int, options: CurationOptions):
+        self._split = split
+        self._options = options
+        self._read = Metrics.counter(NAMESPACE, "examples_read")
+        self._rejected = Metrics.counter(NAMESPACE, "examples_rejected")
+
+    def setup(self):
+        o = self._options
+        self._parser = example_keys.ExampleKeyParser(o.id_feature, o.label_feature, o.task)
+
+    def process(self, batch: Sequence[bytes]):
+        ids, labels, rejects = self._parser.parse(batch)
+        self._read.inc(len(batch))
+        bad = {i for i, _ in rejects}
+        for i, reason in rejects:
+            self._rejected.inc()
+            yield beam.pvalue.TaggedOutput(REJECTS, (self._split, REJECT_SOURCE_EXAMPLES, reason, batch[i]))
+        good = (raw for i, raw in enumerate(batch) if i not in bad) if bad else iter(batch)
+        for example_id, label, raw in zip(ids, labels.tolist(), good):
+            yield example_id, (self._split, raw, label)
+
+
+class ReadExamples(beam.PTransform):
+    """Raw examples of one split as keyed tuples plus rejects (a DoOutputsTuple)."""
+
+    def __init__(self, file_pattern: str, split: int, options: CurationOptions):
+        super().__init__()
+        self._pattern = file_pattern
+        self._split = split
+        self._options = options
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Read"
+            >> beam.io.ReadFromTFRecord(
+                self._pattern, coder=beam.coders.BytesCoder(), compression_type=CompressionTypes.AUTO
+            )
+            | "Batch" >> beam.BatchElements(min_batch_size=BATCH_SIZE, max_batch_size=BATCH_SIZE)
+            | "Key"
+            >> beam.ParDo(KeyExamplesDoFn(self._split, self._options)).with_outputs(REJECTS, main="examples")
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Join
+# ---------------------------------------------------------------------------------------------------------
+
+
+def resolve_duplicates(records: list[tuple], policy: str, label: float, options: CurationOptions) -> tuple:
+    """One (prediction, hidden_norm, timestamp, model_version) from several records of one id."""
+    if policy == "latest":
+        return max(
+            records, key=lambda r: (-math.inf if math.isnan(r[2]) else r[2], r[3], r[0], _nan_low(r[1]))
+        )
+    if policy == "mean":
+        preds = np.array([r[0] for r in records])
+        norms = np.array([r[1] for r in records])
+        times = np.array([r[2] for r in records])
+        norm = float(np.nanmean(norms)) if not np.isnan(norms).all() else math.nan
+        when = float(np.nanmax(times)) if not np.isnan(times).all() else math.nan
+        return float(preds.mean()), norm, when, max(r[3] for r in records)
+    # max: the record with the largest importance score
+    preds = np.array([r[0] for r in records])
+    norms = np.array([r[1] for r in records])
+    scores = selection.compute_scores(
+        score_signal(options), preds, np.full(preds.size, label), options.task, hidden_norm=norms
+    )
+    best = max(range(len(records)), key=lambda i: (scores[i], records[i][3], records[i][0]))
+    return records[best]
+
+
+def _nan_low(x: float) -> float:
+    return -math.inf if math.isnan(x) else x
+
+
+class ResolveJoinDoFn(beam.DoFn):
+    """(id, {examples, records}) -> (split, id, raw, label, prediction, hidden_norm), NaN prediction = no record.
+
+    Counts orphan records, duplicate records (policy applied) and rejects duplicate example ids beyond the first
+    (ordered by split then bytes, so the choice is deterministic).
+    """
+
+    def __init__(self, options: CurationOptions):
+        self._options = options
+        self._orphans = Metrics.counter(NAMESPACE, ORPHAN_RECORDS)
+        self._duplicates = Metrics.counter(NAMESPACE, DUPLICATE_RECORDS)
+
+    def process(self, element):
+        example_id, grouped = element
+        examples = list(grouped["examples"])
+        records = list(grouped["records"])
+        if not examples:
+            self._orphans.inc(len(records))
+            yield beam.pvalue.TaggedOutput(EVENTS, ((RECORDS_SPLIT, ORPHAN_RECORDS), len(records)))
+            return
+        if len(examples) > 1:
+            examples.sort(key=lambda e: (e[0], e[1]))
+            for split, raw, _ in examples[1:]:
+                yield beam.pvalue.TaggedOutput(
+                    REJECTS, (split, REJECT_SOURCE_EXAMPLES, example_keys.DUPLICATE_EXAMPLE_ID, raw)
+                )
+        split, raw, label = examples[0]
+        if not records:
+            yield split, example_id, raw, label, math.nan, math.nan
+            return
+        if len(records) > 1:
+            self._duplicates.inc(len(records) - 1)
+            yield beam.pvalue.TaggedOutput(EVENTS, ((split, DUPLICATE_RECORDS), len(records) - 1))
+            yield beam.pvalue.TaggedOutput(EVENTS, ((split, IDS_WITH_DUPLICATE_RECORDS), 1))
+            record = resolve_duplicates(records, self._options.duplicate_policy, label, self._options)
+        else:
+            record = records[0]
+        yield split, example_id, raw, label, record[0], record[1]
+
+
+class JoinForwardRecords(beam.PTransform):
+    """CoGroupByKey of keyed examples and records, then the missing/duplicate policies."""
+
+    def __init__(self, options: CurationOptions):
+        super().__init__()
+        self._options = options
+
+    def expand(self, inputs):
+        examples, records = inputs
+        return (
+            {"examples": examples, "records": records}
+            | "CoGroupByKey" >> beam.CoGroupByKey()
+            | "Resolve"
+            >> beam.ParDo(ResolveJoinDoFn(self._options)).with_outputs(REJECTS, EVENTS, main="joined")
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scoring and thresholds
+# ---------------------------------------------------------------------------------------------------------
+
+
+def score_batch(rows: Sequence[tuple], options: CurationOptions) -> tuple:
+    """Joined rows -> (splits int64[n], ids, raws, labels f64[n], scores f64[n]; NaN score = no record)."""
+    splits = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    ids = [r[1] for r in rows]
+    raws = [r[2] for r in rows]
+    labels = np.fromiter((r[3] for r in rows), dtype=np.float64, count=len(rows))
+    preds = np.fromiter((r[4] for r in rows), dtype=np.float64, count=len(rows))
+    norms = np.fromiter((r[5] for r in rows), dtype=np.float64, count=len(rows))
+    scores = np.full(len(rows), math.nan)
+    has = ~np.isnan(preds)
+    if has.any():
+        scores[has] = selection.compute_scores(
+            score_signal(options), preds[has], labels[has], options.task, hidden_norm=norms[has]
+        )
+    return splits, ids, raws, labels, scores
+
+
+class ScoreExamples(beam.PTransform):
+    """Joined rows -> batches (splits, ids, raws, labels, scores) with vectorised scoring."""
+
+    def __init__(self, options: CurationOptions):
+        super().__init__()
+        self._options = options
+
+    def expand(self, joined):
+        options = self._options
+        return (
+            joined
+            | "Batch" >> beam.BatchElements(min_batch_size=BATCH_SIZE, max_batch_size=BATCH_SIZE)
+            | "Score" >> beam.Map(score_batch, options)
+        )
+
+
+def batch_counts(batch, positive_label: float = 1.0):
+    splits, _, _, labels, scores = batch
+    for split in np.unique(splits).tolist():
+        at = splits == split
+        yield (
+            split,
+            (int(at.sum()), int((~np.isnan(scores[at])).sum()), int((labels[at] == positive_label).sum())),
+        )
+
+
+def _sum_tuples(values):
+    return tuple(int(sum(v)) for v in zip(*values)) if values else (0, 0, 0)
+
+
+class _ScoreSummaryFn(beam.CombineFn):
+    def create_accumulator(self):
+        return selection.ScoreSummary()
+
+    def add_input(self, acc, scores):
+        return acc.add(scores)
+
+    def merge_accumulators(self, accs):
+        return selection.ScoreSummary.merge(accs)
+
+    def extract_output(self, acc):
+        return acc
+
+
+def _scored(batch):
+    splits, ids, _, _, scores = batch
+    has = ~np.isnan(scores)
+    for split in np.unique(splits[has]).tolist():
+        at = has & (splits == split)
+        yield split, [ids[i] for i in np.flatnonzero(at)], scores[at]
+
+
+def _window_scores(batch, options: CurationOptions, counts: dict):
+    for split, ids, scores in _scored(batch):
+        windows = plan.n_windows(_counts(counts, split).n_scored, options.window_size)
+        w = (
+            plan.window_index(ids, options.seed, windows)
+            if windows > 1
+            else np.zeros(len(ids), dtype=np.int64)
+        )
+        for k in np.unique(w).tolist():
+            yield (split, k), scores[w == k]
+
+
+def _counts(counts: dict, split: int) -> plan.SplitCounts:
+    return plan.SplitCounts(*counts.get(split, (0, 0, 0)))
+
+
+def _rate(options: CurationOptions, c: plan.SplitCounts) -> float:
+    return selection.budget_count(options.budget, c.n) / c.n if c.n else 0.0
+
+
+def _window_lambda(element, options: CurationOptions, counts: dict):
+    (split, k), arrays = element
+    scores = np.concatenate(list(arrays))
+    return split, (k, plan.window_lambda(scores, _rate(options, _counts(counts, split)), options.p_min))
+
+
+def _top_k_threshold(element, options: CurationOptions, counts: dict):
+    split, parts = element
+    parts = list(parts)
+    scores = np.concatenate([p[0] for p in parts])
+    ties = np.concatenate([p[1] for p in parts])
+    c = _counts(counts, split)
+    k = int(math.floor(_rate(options, c) * c.n_scored + 0.5))
+    return split, plan.top_k_threshold(scores, ties, k)
+
+
+def _make_plans(
+    _, options: CurationOptions, n_splits: int, counts: dict, lams: list, summaries: dict, tops: dict
+):
+    by_split: dict[int, dict[int, float]] = {}
+    for split, (k, lam) in lams:
+        by_split.setdefault(split, {})[k] = lam
+    plans = {}
+    for split in range(n_splits):
+        c = _counts(counts, split)
+        split_lams = by_split.get(split)
+        if split in summaries:
+            split_lams = {0: summaries[split].solve_lambda(_rate(options, c) * c.n_scored, options.p_min)}
+        plans[split] = plan.make_plan(options, c, split_lams, tops.get(split))
+    return plans
+
+
+class SolveThresholds(beam.PTransform):
+    """Scored batches -> {split: SplitPlan} (a singleton for a side input) and the per-split counts."""
+
+    def __init__(self, options: CurationOptions, n_splits: int):
+        super().__init__()
+        self._options = options
+        self._n_splits = n_splits
+
+    def expand(self, batches):
+        o = self._options
+        counts = (
+            batches | "Counts" >> beam.FlatMap(batch_counts) | "SumCounts" >> beam.CombinePerKey(_sum_tuples)
+        )
+        counts_side = beam.pvalue.AsDict(counts)
+        root = batches.pipeline
+        lams = root | "NoWindows" >> beam.Create([])
+        summaries = root | "NoSummaries" >> beam.Create([])
+        tops = root | "NoTopK" >> beam.Create([])
+        if o.strategy in selection.IMPORTANCE_STRATEGIES and o.mode == "window":
+            lams = (
+                batches
+                | "WindowScores" >> beam.FlatMap(_window_scores, o, counts_side)
+                | "GroupWindows" >> beam.GroupByKey()
+                | "WaterFillWindows" >> beam.Map(_window_lambda, o, counts_side)
+            )
+        elif o.strategy in selection.IMPORTANCE_STRATEGIES:
+            summaries = (
+                batches
+                | "SplitScores" >> beam.FlatMap(lambda b: ((s, scores) for s, _, scores in _scored(b)))
+                | "SummariseScores" >> beam.CombinePerKey(_ScoreSummaryFn())
+            )
+        elif o.strategy == "top_k":
+            tops = (
+                batches
+                | "ScoresAndTies"
+                >> beam.FlatMap(
+                    lambda b: ((s, (scores, plan.top_k_tiebreak(ids))) for s, ids, scores in _scored(b))
+                )
+                | "GroupSplits" >> beam.GroupByKey()
+                | "TopKThreshold" >> beam.Map(_top_k_threshold, o, counts_side)
+            )
+        plans = (
+            root
+            | "Once" >> beam.Create([None])
+            | "MakePlans"
+            >> beam.Map(
+                _make_plans,
+                o,
+                self._n_splits,
+                counts_side,
+                beam.pvalue.AsList(lams),
+                beam.pvalue.AsDict(summaries),
+                beam.pvalue.AsDict(tops),
+            )
+        )
+        return plans, counts
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sampling
+# ---------------------------------------------------------------------------------------------------------
+
+
+class SampleExamplesDoFn(beam.DoFn):
+    """Scored batch + plans -> (split, raw + weight feature) for kept examples; per-batch report stats."""
+
+    def __init__(self, options: CurationOptions):
+        self._options = options
+        self._selected = Metrics.counter(NAMESPACE, "examples_selected")
+        self._not_selected = Metrics.counter(NAMESPACE, "examples_not_selected")
+
+    def process(self, batch, plans):
+        o = self._options
+        splits, ids, raws, labels, scores = batch
+        for split in np.unique(splits).tolist():
+            at = np.flatnonzero(splits == split)
+            split_ids = [ids[i] for i in at]
+            split_plan = plans[split]
+            p = plan.plan_probabilities(split_plan, split_ids, scores[at], labels[at], o.seed)
+            keep, weight = selection.poisson_sample(split_ids, p, o.seed, o.max_weight)
+            kept = np.flatnonzero(keep)
+            self._selected.inc(int(kept.size))
+            self._not_selected.inc(int(at.size - kept.size))
+            for j in kept.tolist():
+                yield split, raws[at[j]] + example_keys.weight_suffix(o.weight_feature, float(weight[j]))
+            yield beam.pvalue.TaggedOutput(
+                STATS,
+                (split, SplitStats.from_batch(scores[at], labels[at], p, keep, weight, split_plan.rate)),
+            )
+
+
+class _MergeStatsFn(beam.CombineFn):
+    def create_accumulator(self):
+        return SplitStats.empty()
+
+    def add_input(self, acc, stats):
+        return acc.merge(stats)
+
+    def merge_accumulators(self, accs):
+        accs = list(accs)
+        out = accs[0]
+        for a in accs[1:]:
+            out = out.merge(a)
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------------------
+
+
+def reject_example(element) -> bytes:
+    """A reject as a tf.Example: split, source, reason and the untouched payload bytes."""
+    from tensorflow.core.example import example_pb2
+
+    split, source, reason, payload = element
+    ex = example_pb2.Example()
+    f = ex.features.feature
+    f["split_index"].int64_list.value.append(split)
+    f["source"].bytes_list.value.append(source.encode())
+    f["reason"].bytes_list.value.append(reason.encode())
+    f["payload"].bytes_list.value.append(payload)
+    return ex.SerializeToString()
+
+
+def split_dir(output_uri: str, split: str) -> str:
+    return os.path.join(output_uri, f"Split-{split}")
+
+
+class WriteBySplit(beam.PTransform):
+    """(split index, bytes) -> gzip TFRecords under `<dir of split>/<prefix>-*.gz` for every split."""
+
+    def __init__(self, dirs: Sequence[str], prefix: str):
+        super().__init__()
+        self._dirs = list(dirs)
+        self._prefix = prefix
+
+    def expand(self, keyed):
+        parts = keyed | "BySplit" >> beam.Partition(lambda kv, n: kv[0], len(self._dirs))
+        for i, (part, d) in enumerate(zip(parts, self._dirs)):
+            _ = (
+                part
+                | f"Value[{i}]" >> beam.Values()
+                | f"Write[{i}]"
+                >> beam.io.WriteToTFRecord(
+                    os.path.join(d, self._prefix), file_name_suffix=".gz", coder=beam.coders.BytesCoder()
+                )
+            )
+        return keyed.pipeline
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The whole job
+# ---------------------------------------------------------------------------------------------------------
+
+
+def curate(
+    pipeline: beam.Pipeline,
+    example_patterns: Sequence[str],
+    record_pattern: str,
+    options: CurationOptions,
+):
+    """Build the curation job for splits `example_patterns` (index = split index). Returns a dict of PCollections:
+    curated (split, bytes), rejects (split, source, reason, raw), stats (split, SplitStats), counts, events, plans."""
+    keyed, rejects = [], []
+    for i, pattern in enumerate(example_patterns):
+        out = pipeline | f"ReadExamples[{i}]" >> ReadExamples(pattern, i, options)
+        keyed.append(out.examples)
+        rejects.append(out[REJECTS])
+    records_out = pipeline | "ReadForwardRecords" >> record_io.ReadForwardRecords(
+        record_pattern, options.record_format, record_config(options)
+    )
+    rejects.append(
+        records_out[record_io.REJECT_TAG]
+        | "KeyRecordRejects" >> beam.Map(lambda r: (RECORDS_SPLIT, REJECT_SOURCE_RECORDS, r[1], r[0]))
+    )
+    examples = keyed | "FlattenExamples" >> beam.Flatten()
+    records = records_out[record_io.RECORDS_TAG]
+    joined = (examples, records) | "JoinForwardRecords" >> JoinForwardRecords(options)
+    rejects.append(joined[REJECTS])
+    batches = joined.joined | "ScoreExamples" >> ScoreExamples(options)
+    plans, counts = batches | "SolveThresholds" >> SolveThresholds(options, len(example_patterns))
+    sampled = batches | "SampleExamples" >> beam.ParDo(
+        SampleExamplesDoFn(options), beam.pvalue.AsSingleton(plans)
+    ).with_outputs(STATS, main="curated")
+    stats = sampled[STATS] | "MergeStats" >> beam.CombinePerKey(_MergeStatsFn())
+    records_read = (
+        records
+        | "CountRecords" >> beam.combiners.Count.Globally()
+        | "KeyRecordCount" >> beam.Map(lambda n: ((RECORDS_SPLIT, RECORDS_READ), n))
+    )
+    events = (
+        (joined[EVENTS], records_read)
+        | "FlattenEvents" >> beam.Flatten()
+        | "SumEvents" >> beam.CombinePerKey(sum)
+    )
+    all_rejects = rejects | "FlattenRejects" >> beam.Flatten()
+    return {
+        "curated": sampled.curated,
+        "rejects": all_rejects,
+        "stats": stats,
+        "counts": counts,
+        "events": events,
+        "plans": plans,
+    }
