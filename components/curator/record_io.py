@@ -16,8 +16,6 @@ with some bad examples yields its good records and one reject (the whole raw log
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.metrics import Metrics
@@ -32,9 +30,8 @@ DECODED_COUNTER = "records_decoded"
 REJECTED_COUNTER = "records_rejected"
 REJECT_COUNTER_PREFIX = "record_reject_"
 
-# Element types, so that Beam picks tuple/bytes/float coders (no pickling) for both outputs.
-RecordType = Tuple[bytes, Tuple[float, float, float, bytes]]  # noqa: UP006 - Beam typehints
-RejectType = Tuple[bytes, str]  # noqa: UP006
+# Main-output element type, so that Beam picks tuple/bytes/float coders (no pickling).
+RecordType = tuple[bytes, tuple[float, float, float, bytes]]
 
 FORMAT_PREDICTION_LOG = "predictionlog"
 FORMAT_PLAIN = "plain"
@@ -100,7 +97,9 @@ def _check_format(record_format: str) -> str:
 class DecodeForwardRecords(beam.PTransform):
     """PCollection[bytes] -> DoOutputsTuple(records=(example_id, record_value), rejects=(raw, reason))."""
 
-    def __init__(self, record_format: str, config: RecordConfig | None = None, batch_size: int = DEFAULT_BATCH_SIZE):
+    def __init__(
+        self, record_format: str, config: RecordConfig | None = None, batch_size: int = DEFAULT_BATCH_SIZE
+    ):
         super().__init__()
         self._format = _check_format(record_format)
         self._config = config or RecordConfig()
@@ -108,16 +107,15 @@ class DecodeForwardRecords(beam.PTransform):
 
     def expand(self, serialized):
         if self._format == FORMAT_PREDICTION_LOG:
-            decoded = serialized | "DecodePredictionLogs" >> beam.ParDo(
-                _DecodePredictionLogDoFn(self._config)
-            ).with_output_types(RecordType)
+            label, do_fn = "DecodePredictionLogs", _DecodePredictionLogDoFn(self._config)
         else:
-            decoded = (
-                serialized
-                | "Batch" >> beam.BatchElements(min_batch_size=self._batch_size, max_batch_size=self._batch_size)
-                | "DecodePlainRecords" >> beam.ParDo(_DecodePlainBatchDoFn(self._config)).with_output_types(RecordType)
+            label, do_fn = "DecodePlainRecords", _DecodePlainBatchDoFn(self._config)
+            serialized = serialized | "Batch" >> beam.BatchElements(
+                min_batch_size=self._batch_size, max_batch_size=self._batch_size
             )
-        return decoded.with_outputs(REJECT_TAG, main=RECORDS_TAG)
+        return serialized | label >> beam.ParDo(do_fn).with_output_types(RecordType).with_outputs(
+            REJECT_TAG, main=RECORDS_TAG
+        )
 
 
 class ReadForwardRecords(beam.PTransform):

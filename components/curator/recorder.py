@@ -5,8 +5,10 @@ SavedModel with these signatures, all taking serialized ``tf.Example`` strings, 
 (tfx_bsl ``RunInference``) and TF Serving's Predict / Classify / Regress APIs expect:
 
 ``serving_default`` (method ``tensorflow/serving/predict``, input ``examples``)
-    outputs ``prediction`` (float32 [n], or [n, k] for a k-column output), ``hidden_norm`` (float32 [n],
-    L2 norm of the hidden layer) and ``example_id`` (string [n], the request's id echoed back).
+    outputs ``prediction`` (float32 [n, 1], or [n, k] for a k-column output), ``hidden_norm`` (float32
+    [n, 1], L2 norm of the hidden layer) and ``example_id`` (string [n, 1], the request's id echoed back).
+    Rank 2 because tfx_bsl's RunInference splits predict outputs per example with ``output[i]`` and needs
+    an array (not a bare bytes object) for each example.
 ``classification`` (method ``tensorflow/serving/classify``, input ``inputs``; only for a sigmoid or
 softmax output) outputs ``scores`` (float32 [n, 2] = [1 - p, p] for a sigmoid; the softmax as is) and
 ``classes`` (string [n, k] = "0", "1", ...).
@@ -160,14 +162,12 @@ def export_recording_model(
         )
         hidden = tf.cast(hidden, tf.float32)
         batch = tf.shape(hidden)[0]
-        hidden_norm = tf.norm(tf.reshape(hidden, [batch, -1]), axis=1)
-        prediction = tf.cast(prediction, tf.float32)
-        if output_columns == 1:
-            prediction = tf.reshape(prediction, [batch])
+        hidden_norm = tf.norm(tf.reshape(hidden, [batch, -1]), axis=1, keepdims=True)
+        prediction = tf.reshape(tf.cast(prediction, tf.float32), [batch, output_columns])
         example_id = features[id_feature]
         if example_id.dtype != tf.string:
             example_id = tf.strings.as_string(example_id)
-        example_id = tf.reshape(example_id, [batch])
+        example_id = tf.reshape(example_id, [batch, 1])
         return prediction, hidden_norm, example_id
 
     module = tf.Module()
@@ -187,14 +187,17 @@ def export_recording_model(
         def classify(inputs):
             prediction, _, _ = forward(inputs)
             if output_columns == 1:
-                scores = tf.stack([1.0 - prediction, prediction], axis=1)
+                scores = tf.concat([1.0 - prediction, prediction], axis=1)
                 columns = 2
             else:
                 scores = prediction
                 columns = output_columns
             labels = tf.constant([str(i) for i in range(columns)])
             classes = tf.tile(tf.expand_dims(labels, 0), [tf.shape(scores)[0], 1])
-            return {tf.saved_model.CLASSIFY_OUTPUT_SCORES: scores, tf.saved_model.CLASSIFY_OUTPUT_CLASSES: classes}
+            return {
+                tf.saved_model.CLASSIFY_OUTPUT_SCORES: scores,
+                tf.saved_model.CLASSIFY_OUTPUT_CLASSES: classes,
+            }
 
         signatures[CLASSIFICATION_SIGNATURE] = classify.get_concrete_function()
         method_names[CLASSIFICATION_SIGNATURE] = tf.saved_model.CLASSIFY_METHOD_NAME
@@ -204,7 +207,7 @@ def export_recording_model(
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
         def regress(inputs):
             prediction, _, _ = forward(inputs)
-            return {tf.saved_model.REGRESS_OUTPUTS: prediction}
+            return {tf.saved_model.REGRESS_OUTPUTS: tf.reshape(prediction, [-1])}
 
         signatures[REGRESSION_SIGNATURE] = regress.get_concrete_function()
         method_names[REGRESSION_SIGNATURE] = tf.saved_model.REGRESS_METHOD_NAME

@@ -24,7 +24,6 @@ out-of-range values are rejected with a :class:`RecordError` whose ``reason`` is
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -120,7 +119,9 @@ class RecordConfig:
         if not self.id_feature or not self.prediction_key:
             raise ValueError("id_feature and prediction_key must be non-empty")
         reserved = {MODEL_VERSION_FEATURE, TIMESTAMP_FEATURE}
-        names = [self.id_feature, self.prediction_key] + ([self.hidden_norm_key] if self.hidden_norm_key else [])
+        names = [self.id_feature, self.prediction_key] + (
+            [self.hidden_norm_key] if self.hidden_norm_key else []
+        )
         if len(set(names)) != len(names) or reserved & set(names):
             raise ValueError(f"feature names must be distinct and not in {sorted(reserved)}: {names}")
 
@@ -287,7 +288,11 @@ def _pick_inference_result(results, config: RecordConfig):
         if result.model_spec.signature_name == config.prediction_key:
             return result
     preferred = "classification_result" if config.task == "binary" else "regression_result"
-    candidates = [r for r in results if r.model_spec.signature_name != config.hidden_norm_key or not config.hidden_norm_key]
+    candidates = [
+        r
+        for r in results
+        if r.model_spec.signature_name != config.hidden_norm_key or not config.hidden_norm_key
+    ]
     for result in candidates:
         if result.WhichOneof("result") == preferred:
             return result
@@ -364,7 +369,9 @@ def _predict_ids(predict_log, config: RecordConfig) -> list:
     return out
 
 
-def _per_row(values: np.ndarray, n: int, reason: str, config: RecordConfig, allow_two_columns: bool) -> np.ndarray:
+def _per_row(
+    values: np.ndarray, n: int, reason: str, config: RecordConfig, allow_two_columns: bool
+) -> np.ndarray:
     """Flatten a predict output to one value per example: [n], [n, 1] or (binary) [n, 2] -> column 1."""
     if values.dtype.kind not in "fiu":
         raise RecordError(reason.replace("shape", "type"), str(values.dtype))
@@ -401,7 +408,11 @@ def _decode_examples_and_values(input_proto, values: list, hidden: list | None, 
         raise RecordError("no_request_example")
     if len(values) != len(examples) or (hidden is not None and len(hidden) != len(examples)):
         raise RecordError("example_count_mismatch", f"{len(values)} results for {len(examples)} examples")
-    return _per_example_ids(examples, config), values, hidden if hidden is not None else [math.nan] * len(values)
+    return (
+        _per_example_ids(examples, config),
+        values,
+        hidden if hidden is not None else [math.nan] * len(values),
+    )
 
 
 def decode_prediction_log_lenient(serialized: bytes, config: RecordConfig) -> tuple[list[Record], list[str]]:
@@ -562,7 +573,9 @@ def decode_plain_record(serialized: bytes, config: RecordConfig) -> Record:
     return (example_id, (prediction, hidden, timestamp, version))
 
 
-def decode_plain_batch(serialized: Sequence[bytes], config: RecordConfig) -> tuple[list[Record], list[tuple[bytes, str]]]:
+def decode_plain_batch(
+    serialized: Sequence[bytes], config: RecordConfig
+) -> tuple[list[Record], list[tuple[bytes, str]]]:
     """Vectorised decoding of a batch of plain records: (records, [(raw, reason)]).
 
     One ``tf.io.parse_example`` call for the batch and numpy checks; when the batch does not parse (some
@@ -673,5 +686,7 @@ def validate_plain_records(file_pattern: str, config: RecordConfig | None = None
     import tensorflow_data_validation as tfdv
 
     schema = forward_record_schema(config)
-    stats = tfdv.generate_statistics_from_tfrecord(data_location=file_pattern, stats_options=stats_options)
+    stats = tfdv.generate_statistics_from_tfrecord(
+        data_location=file_pattern, stats_options=stats_options or tfdv.StatsOptions()
+    )
     return tfdv.validate_statistics(stats, schema)
