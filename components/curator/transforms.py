@@ -41,6 +41,7 @@ ORPHAN_RECORDS = "orphan_records"
 DUPLICATE_RECORDS = "duplicate_records"
 IDS_WITH_DUPLICATE_RECORDS = "ids_with_duplicate_records"
 RECORDS_READ = "records_decoded"
+EXAMPLES_READ = "examples_read"
 
 
 def record_config(options: CurationOptions) -> RecordConfig:
@@ -89,22 +90,24 @@ class KeyExamplesDoFn(beam.DoFn):
             yield example_id, (self._split, raw, label)
 
 
-class ReadExamples(beam.PTransform):
-    """Raw examples of one split as keyed tuples plus rejects (a DoOutputsTuple)."""
+def read_raw_examples(file_pattern: str):
+    """Serialized examples from gzip or plain TFRecord files."""
+    return beam.io.ReadFromTFRecord(
+        file_pattern, coder=beam.coders.BytesCoder(), compression_type=CompressionTypes.AUTO
+    )
 
-    def __init__(self, file_pattern: str, split: int, options: CurationOptions):
+
+class KeyExamples(beam.PTransform):
+    """Raw examples of one split -> keyed tuples plus rejects (a DoOutputsTuple)."""
+
+    def __init__(self, split: int, options: CurationOptions):
         super().__init__()
-        self._pattern = file_pattern
         self._split = split
         self._options = options
 
-    def expand(self, pbegin):
+    def expand(self, raw):
         return (
-            pbegin
-            | "Read"
-            >> beam.io.ReadFromTFRecord(
-                self._pattern, coder=beam.coders.BytesCoder(), compression_type=CompressionTypes.AUTO
-            )
+            raw
             | "Batch" >> beam.BatchElements(min_batch_size=BATCH_SIZE, max_batch_size=BATCH_SIZE)
             | "Key"
             >> beam.ParDo(KeyExamplesDoFn(self._split, self._options)).with_outputs(REJECTS, main="examples")
@@ -458,26 +461,11 @@ def split_dir(output_uri: str, split: str) -> str:
     return os.path.join(output_uri, f"Split-{split}")
 
 
-class WriteBySplit(beam.PTransform):
-    """(split index, bytes) -> gzip TFRecords under `<dir of split>/<prefix>-*.gz` for every split."""
-
-    def __init__(self, dirs: Sequence[str], prefix: str):
-        super().__init__()
-        self._dirs = list(dirs)
-        self._prefix = prefix
-
-    def expand(self, keyed):
-        parts = keyed | "BySplit" >> beam.Partition(lambda kv, n: kv[0], len(self._dirs))
-        for i, (part, d) in enumerate(zip(parts, self._dirs)):
-            _ = (
-                part
-                | f"Value[{i}]" >> beam.Values()
-                | f"Write[{i}]"
-                >> beam.io.WriteToTFRecord(
-                    os.path.join(d, self._prefix), file_name_suffix=".gz", coder=beam.coders.BytesCoder()
-                )
-            )
-        return keyed.pipeline
+def write_split(directory: str, prefix: str = CURATED_FILE_PREFIX) -> beam.PTransform:
+    """Serialized examples -> gzip TFRecords `<directory>/<prefix>-*.gz` (ExampleGen's layout)."""
+    return beam.io.WriteToTFRecord(
+        os.path.join(directory, prefix), file_name_suffix=".gz", coder=beam.coders.BytesCoder()
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -492,12 +480,20 @@ def curate(
     options: CurationOptions,
 ):
     """Build the curation job for splits `example_patterns` (index = split index). Returns a dict of PCollections:
-    curated (split, bytes), rejects (split, source, reason, raw), stats (split, SplitStats), counts, events, plans."""
-    keyed, rejects = [], []
+    raw and curated (lists, one PCollection of serialized examples per split), rejects (split, source, reason, raw),
+    stats (split, SplitStats), counts (split, (n, n_scored, n_positive)), events ((split, name), n), plans."""
+    keyed, rejects, raws, read_counts = [], [], [], []
     for i, pattern in enumerate(example_patterns):
-        out = pipeline | f"ReadExamples[{i}]" >> ReadExamples(pattern, i, options)
+        raw = pipeline | f"ReadExamples[{i}]" >> read_raw_examples(pattern)
+        out = raw | f"KeyExamples[{i}]" >> KeyExamples(i, options)
+        raws.append(raw)
         keyed.append(out.examples)
         rejects.append(out[REJECTS])
+        read_counts.append(
+            raw
+            | f"CountRead[{i}]" >> beam.combiners.Count.Globally()
+            | f"KeyReadCount[{i}]" >> beam.Map(lambda n, i=i: ((i, EXAMPLES_READ), n))
+        )
     records_out = pipeline | "ReadForwardRecords" >> record_io.ReadForwardRecords(
         record_pattern, options.record_format, record_config(options)
     )
@@ -521,13 +517,15 @@ def curate(
         | "KeyRecordCount" >> beam.Map(lambda n: ((RECORDS_SPLIT, RECORDS_READ), n))
     )
     events = (
-        (joined[EVENTS], records_read)
+        (joined[EVENTS], records_read, *read_counts)
         | "FlattenEvents" >> beam.Flatten()
         | "SumEvents" >> beam.CombinePerKey(sum)
     )
     all_rejects = rejects | "FlattenRejects" >> beam.Flatten()
+    curated = sampled.curated | "CuratedBySplit" >> beam.Partition(lambda kv, n: kv[0], len(example_patterns))
     return {
-        "curated": sampled.curated,
+        "raw": raws,
+        "curated": [part | f"CuratedValues[{i}]" >> beam.Values() for i, part in enumerate(curated)],
         "rejects": all_rejects,
         "stats": stats,
         "counts": counts,
