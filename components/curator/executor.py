@@ -1,0 +1,125 @@
+"""Curator executor: resolve artifacts, validate options, run one Beam job for all curated splits, report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from absl import logging
+from tfx import types
+from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_beam_executor
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils
+from tfx.utils import io_utils
+
+from tfx_curator.components.curator import job
+from tfx_curator.components.curator.options import CurationOptions
+
+EXAMPLES_KEY = "examples"
+INFERENCE_RESULT_KEY = "inference_result"
+FORWARD_RECORDS_KEY = "forward_records"
+CURATED_EXAMPLES_KEY = "curated_examples"
+CURATION_REPORT_KEY = "curation_report"
+CURATED_FILE_FORMAT = "tfrecords_gzip"
+
+
+def options_from_exec_properties(exec_properties: dict[str, Any]) -> CurationOptions:
+    """CurationOptions from TFX execution properties (lists may arrive JSON-encoded, bools as ints)."""
+    fields = {f.name: f for f in dataclasses.fields(CurationOptions)}
+    values = {}
+    for name, value in exec_properties.items():
+        if name not in fields or value is None:
+            continue
+        if name == "splits" and isinstance(value, str):
+            value = json.loads(value)
+        elif fields[name].type == "bool":
+            value = bool(value)
+        elif fields[name].type == "int" and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        values[name] = value
+    return CurationOptions.from_dict(values)
+
+
+def split_file_patterns(examples: types.Artifact, splits) -> dict[str, str]:
+    return {s: io_utils.all_files_pattern(artifact_utils.get_split_uri([examples], s)) for s in splits}
+
+
+def record_file_pattern(input_dict: dict[str, list[types.Artifact]]) -> str:
+    """All files holding forward records: an InferenceResult's folder, or every split of an Examples artifact."""
+    if input_dict.get(INFERENCE_RESULT_KEY):
+        return io_utils.all_files_pattern(artifact_utils.get_single_uri(input_dict[INFERENCE_RESULT_KEY]))
+    records = artifact_utils.get_single_instance(input_dict[FORWARD_RECORDS_KEY])
+    splits = artifact_utils.decode_split_names(records.split_names)
+    if not splits:
+        raise ValueError(f"forward_records artifact {records.uri} has no split_names")
+    if len(splits) == 1:
+        return io_utils.all_files_pattern(artifact_utils.get_split_uri([records], splits[0]))
+    return os.path.join(records.uri, "Split-*", "*")
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+    """Runs the curation Beam job (job.py) and finalises the output artifacts."""
+
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        options = options_from_exec_properties(exec_properties)
+        if bool(input_dict.get(INFERENCE_RESULT_KEY)) == bool(input_dict.get(FORWARD_RECORDS_KEY)):
+            raise ValueError("Curator needs exactly one of inference_result or forward_records")
+        examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+        curated = artifact_utils.get_single_instance(output_dict[CURATED_EXAMPLES_KEY])
+        report = artifact_utils.get_single_instance(output_dict[CURATION_REPORT_KEY])
+        all_splits = artifact_utils.decode_split_names(examples.split_names)
+        if not all_splits:
+            raise ValueError(f"examples artifact {examples.uri} has no split_names: nothing to curate")
+        unknown = [s for s in options.splits if s not in all_splits]
+        if unknown:
+            raise ValueError(f"splits {unknown} not in the examples artifact's splits {all_splits}")
+        payload_format = examples_utils.get_payload_format(examples)
+        if payload_format != examples_utils.example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE:
+            raise ValueError(
+                "Curator reads tf.Example payloads only, got "
+                f"{examples_utils.get_payload_format_string(examples)}"
+            )
+
+        record_pattern = record_file_pattern(input_dict)
+        logging.info("Curating splits %s of %s with records %s", options.splits, examples.uri, record_pattern)
+        result = job.run(
+            self._make_beam_pipeline,
+            split_file_patterns(examples, options.splits),
+            record_pattern,
+            options,
+            curated.uri,
+            report.uri,
+        )
+        curated.split_names = artifact_utils.encode_split_names(all_splits)
+        for split in all_splits:
+            if split not in options.splits:
+                copy_split(examples, curated, split)
+        examples_utils.set_payload_format(curated, payload_format)
+        examples_utils.set_file_format(curated, CURATED_FILE_FORMAT)
+        totals = {
+            k: sum(s["accounting"][k] for s in result["splits"].values())
+            for k in ("examples_read", "selected", "rejected")
+        }
+        for key, value in totals.items():
+            report.set_int_custom_property(key, int(value))
+        logging.info("Curation done: %s; report at %s", totals, os.path.join(report.uri, "report.html"))
+
+
+def copy_split(source: types.Artifact, target: types.Artifact, split: str) -> None:
+    """Copy an uncurated split's files unchanged."""
+    src = artifact_utils.get_split_uri([source], split)
+    dst = artifact_utils.get_split_uri([target], split)
+    fileio.makedirs(dst)
+    for name in fileio.listdir(src):
+        path = os.path.join(src, name)
+        if not fileio.isdir(path):
+            fileio.copy(path, os.path.join(dst, name), overwrite=True)

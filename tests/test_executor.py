@@ -1,0 +1,95 @@
+"""Curator executor on small data with a known outcome: artifacts in, curated splits + report out."""
+
+import json
+import os
+
+import helpers
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.components.util import examples_utils
+from tfx.types import artifact_utils, standard_artifacts
+
+from tfx_curator.components.curator import component, executor, plan, selection
+from tfx_curator.components.curator.options import CurationOptions
+
+
+def _examples_artifact(uri, splits):
+    a = standard_artifacts.Examples()
+    a.uri = uri
+    a.split_names = artifact_utils.encode_split_names(list(splits))
+    return a
+
+
+def _weights(pattern):
+    out = {}
+    for raw in helpers.read_tfrecords(pattern):
+        f = tf.train.Example.FromString(raw).features.feature
+        out[f["example_id"].bytes_list.value[0]] = f["sample_weight"].float_list.value[0]
+    return out
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("synthetic"))
+    data = helpers.write_synthetic(root, 3000, seed=3, missing=0.1, splits=("train", "eval"))
+    return root, data
+
+
+def _run(root, tmp_path, **params):
+    examples = _examples_artifact(os.path.join(root, "examples"), ["train", "eval"])
+    records = _examples_artifact(os.path.join(root, "records_artifact"), ["all"])
+    os.makedirs(os.path.join(records.uri, "Split-all"), exist_ok=True)
+    src = os.path.join(root, "records", "records.gz")
+    dst = os.path.join(records.uri, "Split-all", "records.gz")
+    if not os.path.exists(dst):
+        tf.io.gfile.copy(src, dst)
+    curated = standard_artifacts.Examples()
+    curated.uri = str(tmp_path / "curated")
+    report = component.CurationReport()
+    report.uri = str(tmp_path / "report")
+    executor.Executor().Do(
+        {"examples": [examples], "forward_records": [records]},
+        {"curated_examples": [curated], "curation_report": [report]},
+        params,
+    )
+    return curated, report
+
+
+def test_executor_curates_listed_splits_and_copies_the_others(synthetic, tmp_path):
+    root, data = synthetic
+    options = dict(budget=0.2, mode="global", seed=7, splits=["train"])
+    curated, report = _run(root, tmp_path, **options)
+
+    assert artifact_utils.decode_split_names(curated.split_names) == ["train", "eval"]
+    assert examples_utils.get_file_format(curated) == "tfrecords_gzip"
+    got = _weights(os.path.join(curated.uri, "Split-train", "data_tfrecord-*.gz"))
+    ids, labels, preds, norms = data["train"]
+    scores = np.full(len(ids), np.nan)
+    has = ~np.isnan(preds)
+    scores[has] = selection.compute_scores("loss", preds[has], labels[has], "binary", hidden_norm=norms[has])
+    keep, weight, _ = plan.reference_selection(CurationOptions(**options), ids, scores, labels)
+    assert got == {ids[i]: np.float32(weight[i]) for i in np.flatnonzero(keep)}
+    # eval copied byte for byte
+    assert helpers.read_tfrecords(os.path.join(curated.uri, "Split-eval", "*")) == helpers.read_tfrecords(
+        os.path.join(root, "examples", "Split-eval", "*")
+    )
+    rep = json.load(open(os.path.join(report.uri, "report.json")))
+    acc = rep["splits"]["train"]["accounting"]
+    assert acc == {
+        "examples_read": 3000,
+        "selected": len(got),
+        "not_selected": 3000 - len(got),
+        "rejected": 0,
+        "holds": True,
+    }
+    assert rep["splits"]["train"]["examples_without_record"] == int((~has).sum())
+    assert os.path.exists(os.path.join(report.uri, "report.html"))
+    assert report.get_int_custom_property("selected") == len(got)
+    assert not rep["splits"]["train"]["unbiasedness"]["mismatched"]
+
+
+def test_executor_rejects_unknown_split(synthetic, tmp_path):
+    root, _ = synthetic
+    with pytest.raises(ValueError, match="not in the examples artifact"):
+        _run(root, tmp_path, splits=["nope"])
