@@ -46,6 +46,15 @@ def _parameters() -> dict[str, ExecutionParameter]:
     return params
 
 
+def _as_parameter(name: str, value):
+    """Values as the spec's declared types: a count budget given as an int is still a float parameter."""
+    if name == "splits":
+        return list(value)
+    if CuratorSpec.PARAMETERS[name].type is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 class CuratorSpec(ComponentSpec):
     """Curator: examples + forward records -> curated, weighted examples and a curation report."""
 
@@ -101,7 +110,7 @@ class Curator(base_beam_component.BaseBeamComponent):
         if inference_result is not None:
             options.setdefault("record_format", "predictionlog")
         CurationOptions.from_dict(options)  # clear errors now, not at run time
-        params = {k: (list(v) if k == "splits" else v) for k, v in options.items() if v is not None}
+        params = {k: _as_parameter(k, v) for k, v in options.items() if v is not None}
         spec = CuratorSpec(
             examples=examples,
             inference_result=inference_result,
