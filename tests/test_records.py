@@ -245,6 +245,11 @@ def test_prediction_log_rejects(log, config, reason):
 
 def test_prediction_log_structural_rejects():
     assert reason_of(records.decode_prediction_log, b"\xff\xff\xff", BINARY) == "unparseable"
+    valid = classify_log([b"a"], [0.5]).SerializeToString()
+    assert (
+        reason_of(records.decode_prediction_log, b"\x0c" + valid, BINARY) == "unparseable"
+    )  # stray end-group
+    assert reason_of(records.decode_prediction_log, valid + b"\x0cjunk", BINARY) == "unparseable"
     log = prediction_log_pb2.PredictionLog()
     log.session_run_log.SetInParent()
     assert reason_of(decode, log) == "unsupported_log_type"
@@ -292,6 +297,7 @@ def test_plain_record_full_and_minimal():
 
 PLAIN_REJECTS = [
     (b"\xff\xff\xff", "unparseable"),
+    (b"\x0c" + plain(example_id=b"a", prediction=0.5), "unparseable"),
     (plain(prediction=0.5), "missing_id"),
     (plain(example_id=[], prediction=0.5), "bad_id_type"),  # an empty float_list
     (b"\n\x12\n\x10\n\nexample_id\x12\x02\n\x00" + plain(prediction=0.5), "missing_id"),  # empty bytes_list
@@ -377,6 +383,35 @@ def test_plain_batch_matches_record_by_record(batch):
         assert a[0] == e[0] and a[1][3] == e[1][3]
         np.testing.assert_array_equal(a[1][:3], e[1][:3])
     assert sorted(rejects) == sorted(expected_rejects)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_crash_the_decoders(raw):
+    got, reasons = records.decode_prediction_log_lenient(raw, BINARY)
+    assert set(reasons) <= set(records.REJECT_REASONS)
+    got, rejects = records.decode_plain_batch([raw], BINARY)
+    assert {reason for _, reason in rejects} <= set(records.REJECT_REASONS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_mutated_prediction_logs_never_crash(data):
+    """Bit flips and truncations of real logs: decoded or rejected with a known reason, never an exception."""
+    logs = [
+        classify_log([b"a", b"b"], [0.2, 0.4], version=3, timestamp=5),
+        predict_log([b"a"], [[0.5]], hidden_norms=[[1.0]], echo_ids=True),
+        multi_inference_log([b"a"], [0.3], [2.0]),
+    ]
+    raw = bytearray(data.draw(st.sampled_from(logs)).SerializeToString())
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    raw = bytes(raw[: data.draw(st.integers(0, len(raw)))])
+    got, reasons = records.decode_prediction_log_lenient(raw, BINARY)
+    assert set(reasons) <= set(records.REJECT_REASONS)
+    for example_id, (prediction, hidden_norm, _, _) in got:
+        assert 0 < len(example_id) <= records.MAX_ID_BYTES and 0.0 <= prediction <= 1.0
+        assert math.isnan(hidden_norm) or hidden_norm >= 0.0
 
 
 def test_record_config_validation():
@@ -522,22 +557,20 @@ def test_validate_plain_records_with_tfdv(tmp_path):
     ]
     files = {
         "good": good,
-        "missing_id": good[:10] + [plain(prediction=0.5) for _ in range(3)],
+        # 3 records without an id, one NaN prediction, one negative hidden norm
+        "bad_values": good[:10]
+        + [plain(prediction=0.5) for _ in range(3)]
+        + [plain(example_id=b"i", prediction=float("nan"), hidden_norm=-1.0)],
         "wrong_type": [plain(example_id=b"id%d" % i, prediction=1) for i in range(5)],  # int64 prediction
-        "bad_values": [plain(example_id=b"i", prediction=float("nan"), hidden_norm=-1.0)],
     }
     for name, raws in files.items():
         write_tfrecords(str(tmp_path / f"{name}.gz"), raws)
     assert anomaly_types(records.validate_plain_records(str(tmp_path / "good.gz"))) == {}
-    assert anomaly_types(records.validate_plain_records(str(tmp_path / "missing_id.gz"))) == {
-        "example_id": {"FEATURE_TYPE_LOW_FRACTION_PRESENT"}
-    }
+    bad_values = anomaly_types(records.validate_plain_records(str(tmp_path / "bad_values.gz")))
+    assert bad_values["example_id"] == {"FEATURE_TYPE_LOW_FRACTION_PRESENT"}  # missing id
+    assert set(bad_values) == {"example_id", "prediction", "hidden_norm"}
     assert anomaly_types(records.validate_plain_records(str(tmp_path / "wrong_type.gz"))) == {
         "prediction": {"UNEXPECTED_DATA_TYPE"}
-    }
-    assert set(anomaly_types(records.validate_plain_records(str(tmp_path / "bad_values.gz")))) == {
-        "prediction",
-        "hidden_norm",
     }
 
 

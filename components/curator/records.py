@@ -135,6 +135,22 @@ Record = tuple
 # --------------------------------------------------------------------------------------------------
 
 
+def _parse(message_class, serialized: bytes, reason: str):
+    """Parses untrusted bytes as `message_class`; RecordError(reason) unless they parse completely.
+
+    The C++ protobuf runtime stops at a stray end-group tag with only a RuntimeWarning and returns the
+    number of bytes it consumed: a short count is a reject too.
+    """
+    message = message_class()
+    try:
+        consumed = message.ParseFromString(serialized)
+    except (pb_message.DecodeError, RuntimeWarning, ValueError, TypeError):
+        raise RecordError(reason) from None
+    if consumed is not None and consumed < len(serialized):
+        raise RecordError(reason, f"parsed {consumed} of {len(serialized)} bytes")
+    return message
+
+
 def _check_id(value: bytes) -> bytes:
     if not value:
         raise RecordError("missing_id", "empty id")
@@ -201,17 +217,54 @@ def _id_from_value(value) -> bytes:
 # --------------------------------------------------------------------------------------------------
 
 
-def _tensor_to_ndarray(tensor_proto) -> np.ndarray:
-    """tf.make_ndarray with a size guard (the proto is untrusted)."""
+_NUMERIC_DTYPES = frozenset(
+    tf.as_dtype(d).as_datatype_enum
+    for d in (
+        tf.float16,
+        tf.bfloat16,
+        tf.float32,
+        tf.float64,
+        tf.int8,
+        tf.int16,
+        tf.int32,
+        tf.int64,
+        tf.uint8,
+    )
+)
+_INTEGER_DTYPES = frozenset(
+    tf.as_dtype(d).as_datatype_enum for d in (tf.int8, tf.int16, tf.int32, tf.int64, tf.uint8)
+)
+# dtype -> repeated field holding one value per element (the common encoding of small tensors).
+_VALUE_FIELDS = {
+    tf.float32.as_datatype_enum: "float_val",
+    tf.float64.as_datatype_enum: "double_val",
+    tf.int64.as_datatype_enum: "int64_val",
+    tf.int32.as_datatype_enum: "int_val",
+    tf.string.as_datatype_enum: "string_val",
+}
+
+
+def _tensor_values(tensor_proto) -> tuple[list, tuple]:
+    """(flat list of values, shape) of a TensorProto, with a size guard (the proto is untrusted).
+
+    Tensors with one explicit value per element are read directly; everything else (tensor_content,
+    broadcast values, other dtypes) goes through tf.make_ndarray.
+    """
+    shape = tuple(dim.size for dim in tensor_proto.tensor_shape.dim)
     size = 1
-    for dim in tensor_proto.tensor_shape.dim:
-        if dim.size < 0:
+    for dim in shape:
+        if dim < 0:
             raise RecordError("bad_tensor", "unknown dimension")
-        size *= dim.size
+        size *= dim
         if size > MAX_TENSOR_ELEMENTS:
             raise RecordError("bad_tensor", "too many elements")
+    field = _VALUE_FIELDS.get(tensor_proto.dtype)
+    if field is not None and not tensor_proto.tensor_content:
+        values = getattr(tensor_proto, field)
+        if len(values) == size:
+            return list(values), shape
     try:
-        return tf.make_ndarray(tensor_proto)
+        return tf.make_ndarray(tensor_proto).reshape(-1).tolist(), shape
     except Exception as e:  # noqa: BLE001 - any failure of an untrusted tensor is a reject
         raise RecordError("bad_tensor", str(e)[:200]) from None
 
@@ -341,8 +394,10 @@ def _predict_ids(predict_log, config: RecordConfig) -> list:
     else:
         tensor = None
     if tensor is not None:
+        if tensor.dtype != tf.string.as_datatype_enum and tensor.dtype not in _INTEGER_DTYPES:
+            raise RecordError("bad_id_type", tf.dtypes.as_dtype(tensor.dtype).name)
         out = []
-        for value in _tensor_to_ndarray(tensor).reshape(-1).tolist():
+        for value in _tensor_values(tensor)[0]:
             try:
                 out.append(_id_from_value(value))
             except RecordError as e:
@@ -352,11 +407,11 @@ def _predict_ids(predict_log, config: RecordConfig) -> list:
     if tensor is None:
         raise RecordError("no_request_example", "no serialized tf.Example input")
     examples = []
-    for serialized in _tensor_to_ndarray(tensor).reshape(-1).tolist():
+    for serialized in _tensor_values(tensor)[0]:
         try:
-            examples.append((tf.train.Example.FromString(serialized), None))
-        except Exception:  # noqa: BLE001
-            examples.append((RecordError("unparseable_request_example"), None))
+            examples.append((_parse(tf.train.Example, serialized, "unparseable_request_example"), None))
+        except RecordError as e:
+            examples.append((e, None))
     out = []
     for example, _ in examples:
         if isinstance(example, RecordError):
@@ -369,17 +424,16 @@ def _predict_ids(predict_log, config: RecordConfig) -> list:
     return out
 
 
-def _per_row(
-    values: np.ndarray, n: int, reason: str, config: RecordConfig, allow_two_columns: bool
-) -> np.ndarray:
-    """Flatten a predict output to one value per example: [n], [n, 1] or (binary) [n, 2] -> column 1."""
-    if values.dtype.kind not in "fiu":
-        raise RecordError(reason.replace("shape", "type"), str(values.dtype))
-    if values.size == n:
-        return values.reshape(n).astype(np.float64)
-    if allow_two_columns and config.task == "binary" and values.size == 2 * n and values.shape[-1] == 2:
-        return values.reshape(n, 2)[:, 1].astype(np.float64)
-    raise RecordError(reason, f"shape {values.shape} for {n} examples")
+def _per_row(tensor_proto, n: int, field: str, config: RecordConfig, allow_two_columns: bool) -> list:
+    """One value per example from a predict output: [n], [n, 1], ... or (binary) [n, 2] -> column 1."""
+    if tensor_proto.dtype not in _NUMERIC_DTYPES:
+        raise RecordError(f"bad_{field}_type", tf.dtypes.as_dtype(tensor_proto.dtype).name)
+    values, shape = _tensor_values(tensor_proto)
+    if len(values) == n:
+        return values
+    if allow_two_columns and config.task == "binary" and len(values) == 2 * n and shape and shape[-1] == 2:
+        return values[1::2]
+    raise RecordError(f"bad_{field}_shape", f"shape {shape} for {n} examples")
 
 
 def _decode_predict(predict_log, config: RecordConfig):
@@ -390,13 +444,9 @@ def _decode_predict(predict_log, config: RecordConfig):
     outputs = predict_log.response.outputs
     if config.prediction_key not in outputs:
         raise RecordError("missing_prediction", f"no output {config.prediction_key!r}")
-    predictions = _per_row(
-        _tensor_to_ndarray(outputs[config.prediction_key]), n, "bad_prediction_shape", config, True
-    ).tolist()
+    predictions = _per_row(outputs[config.prediction_key], n, "prediction", config, True)
     if config.hidden_norm_key and config.hidden_norm_key in outputs:
-        hidden = _per_row(
-            _tensor_to_ndarray(outputs[config.hidden_norm_key]), n, "bad_hidden_norm_shape", config, False
-        ).tolist()
+        hidden = _per_row(outputs[config.hidden_norm_key], n, "hidden_norm", config, False)
     else:
         hidden = [math.nan] * n
     return ids, predictions, hidden
@@ -422,10 +472,7 @@ def decode_prediction_log_lenient(serialized: bytes, config: RecordConfig) -> tu
     a single reason when the whole log is unusable). A multi-example request yields one record per example.
     """
     try:
-        try:
-            log = prediction_log_pb2.PredictionLog.FromString(serialized)
-        except (pb_message.DecodeError, RuntimeWarning, ValueError, TypeError):
-            raise RecordError("unparseable") from None
+        log = _parse(prediction_log_pb2.PredictionLog, serialized, "unparseable")
         kind = log.WhichOneof("log_type")
         if kind == "classify_log":
             sub = log.classify_log
@@ -553,10 +600,7 @@ def _single_value(feature_map, name: str, kind: str, field: str, required: bool)
 
 def decode_plain_record(serialized: bytes, config: RecordConfig) -> Record:
     """Decodes one serialized plain-format tf.Example; raises RecordError."""
-    try:
-        example = tf.train.Example.FromString(serialized)
-    except (pb_message.DecodeError, RuntimeWarning, ValueError, TypeError):
-        raise RecordError("unparseable") from None
+    example = _parse(tf.train.Example, serialized, "unparseable")
     features = example.features.feature
     example_id = _check_id(_single_value(features, config.id_feature, "bytes_list", "id", True))
     prediction = _check_prediction(
