@@ -45,7 +45,10 @@ def build(
         )
         if compute_statistics:
             _statistics(
-                out["raw"][i], f"{split}-raw", report_lib.stats_path(report_uri, split, report_lib.RAW)
+                out["raw_batches"][i],
+                f"{split}-raw",
+                report_lib.stats_path(report_uri, split, report_lib.RAW),
+                batched=True,
             )
             _statistics(
                 out["curated"][i],
@@ -85,6 +88,7 @@ def build(
             counts=beam.pvalue.AsDict(out["counts"]),
             events=beam.pvalue.AsList(out["events"]),
             rejects=beam.pvalue.AsList(reject_counts),
+            corrupt=beam.pvalue.AsList(out["corrupt_files"]),
             plans=beam.pvalue.AsSingleton(out["plans"]),
         )
         | "WriteRawFigures"
@@ -97,18 +101,22 @@ def build(
     )
 
 
-def _statistics(serialized, label: str, path: str, weight_feature: str | None = None) -> None:
-    """TFDV statistics of serialized examples, inside the same Beam job."""
+def _statistics(
+    serialized, label: str, path: str, weight_feature: str | None = None, batched: bool = False
+) -> None:
+    """TFDV statistics of serialized examples (or of lists of them when `batched`), inside the same Beam job."""
     import tensorflow_data_validation as tfdv
     from tfx_bsl.coders import example_coder
 
     options = tfdv.StatsOptions(
         weight_feature=weight_feature, num_quantiles_histogram_buckets=20, num_rank_histogram_buckets=200
     )
+    if not batched:
+        serialized = serialized | f"StatsBatch[{label}]" >> beam.BatchElements(
+            min_batch_size=STATS_BATCH_SIZE, max_batch_size=STATS_BATCH_SIZE
+        )
     _ = (
         serialized
-        | f"StatsBatch[{label}]"
-        >> beam.BatchElements(min_batch_size=STATS_BATCH_SIZE, max_batch_size=STATS_BATCH_SIZE)
         | f"ToRecordBatch[{label}]" >> beam.Map(_decode_batch, example_coder.ExamplesToRecordBatchDecoder())
         | f"Statistics[{label}]" >> tfdv.GenerateStatistics(options)
         | f"WriteStatistics[{label}]" >> tfdv.WriteStatisticsToBinaryFile(path)
@@ -119,7 +127,7 @@ def _decode_batch(batch, decoder):
     return decoder.DecodeBatch(batch)
 
 
-def _raw_figures(_, splits, options, stats, counts, events, rejects, plans) -> str:
+def _raw_figures(_, splits, options, stats, counts, events, rejects, plans, corrupt) -> str:
     """Everything the Beam job measured, as one JSON line (report.py turns it into the report)."""
     import dataclasses
 
@@ -137,6 +145,7 @@ def _raw_figures(_, splits, options, stats, counts, events, rejects, plans) -> s
             "lambdas": {str(k): v for k, v in sorted(p.lams.items())},
             "events": {event: n for (split, event), n in events if split == i},
             "rejects": {f"{src}:{reason}": n for (split, src, reason), n in rejects if split == i},
+            "corrupt_files": sorted([path, n, error] for split, path, n, error in corrupt if split == i),
         }
     return json.dumps(
         {
@@ -147,6 +156,9 @@ def _raw_figures(_, splits, options, stats, counts, events, rejects, plans) -> s
                 "rejects": {
                     reason: n for (split, _, reason), n in rejects if split == transforms.RECORDS_SPLIT
                 },
+                "corrupt_files": sorted(
+                    [path, n, error] for split, path, n, error in corrupt if split == transforms.RECORDS_SPLIT
+                ),
             },
         },
         default=_json_default,

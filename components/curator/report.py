@@ -185,6 +185,7 @@ def build_report(figures: dict, examples_read: dict[str, int], tfdv_stats: dict 
                 "sum_label": stats["sum_label"],
                 "weighted_sum_label": stats["sum_w_times_label"],
             },
+            "corrupt_files": [{"path": p, "records_read": n, "error": e} for p, n, e in fig["corrupt_files"]],
             "notes": list(plan["notes"]) + _notes(plan, stats, counts, read),
         }
         if tfdv_stats and split in tfdv_stats:
@@ -196,6 +197,7 @@ def build_report(figures: dict, examples_read: dict[str, int], tfdv_stats: dict 
         "orphans": rec["events"].get("orphan_records", 0),
         "rejected": sum(rec["rejects"].values()),
         "rejects_by_reason": rec["rejects"],
+        "corrupt_files": [{"path": p, "records_read": n, "error": e} for p, n, e in rec["corrupt_files"]],
     }
     return report
 
@@ -331,6 +333,7 @@ def render_html(report: dict, figures: dict) -> str:
                     ("estimator error ratio vs uniform", e["estimator_error"]["ratio_vs_uniform"]),
                     ("sum of weights / examples read", f"{e['weights']['sum']:.6g} / {acc['examples_read']}"),
                     ("max weight", e["weights"]["max"]),
+                    ("corrupt files skipped", e["corrupt_files"] or "none"),
                     ("notes", "; ".join(e["notes"]) or "none"),
                 ]
             )

@@ -18,10 +18,9 @@ from collections.abc import Sequence
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.metrics import Metrics
 
-from tfx_curator.components.curator import example_keys, plan, record_io, selection
+from tfx_curator.components.curator import example_keys, plan, record_io, selection, tfrecord_files
 from tfx_curator.components.curator.options import CurationOptions
 from tfx_curator.components.curator.records import RecordConfig
 from tfx_curator.components.curator.report_stats import SplitStats
@@ -90,27 +89,23 @@ class KeyExamplesDoFn(beam.DoFn):
             yield example_id, (self._split, raw, label)
 
 
-def read_raw_examples(file_pattern: str):
-    """Serialized examples from gzip or plain TFRecord files."""
-    return beam.io.ReadFromTFRecord(
-        file_pattern, coder=beam.coders.BytesCoder(), compression_type=CompressionTypes.AUTO
-    )
-
-
 class KeyExamples(beam.PTransform):
-    """Raw examples of one split -> keyed tuples plus rejects (a DoOutputsTuple)."""
+    """Raw examples of one split -> keyed tuples plus rejects (a DoOutputsTuple).
 
-    def __init__(self, split: int, options: CurationOptions):
+    Input: serialized examples, or lists of them when `batched` (as ReadTFRecordFiles emits).
+    """
+
+    def __init__(self, split: int, options: CurationOptions, batched: bool = False):
         super().__init__()
         self._split = split
         self._options = options
+        self._batched = batched
 
     def expand(self, raw):
-        return (
-            raw
-            | "Batch" >> beam.BatchElements(min_batch_size=BATCH_SIZE, max_batch_size=BATCH_SIZE)
-            | "Key"
-            >> beam.ParDo(KeyExamplesDoFn(self._split, self._options)).with_outputs(REJECTS, main="examples")
+        if not self._batched:
+            raw = raw | "Batch" >> beam.BatchElements(min_batch_size=BATCH_SIZE, max_batch_size=BATCH_SIZE)
+        return raw | "Key" >> beam.ParDo(KeyExamplesDoFn(self._split, self._options)).with_outputs(
+            REJECTS, main="examples"
         )
 
 
@@ -480,22 +475,43 @@ def curate(
     options: CurationOptions,
 ):
     """Build the curation job for splits `example_patterns` (index = split index). Returns a dict of PCollections:
-    raw and curated (lists, one PCollection of serialized examples per split), rejects (split, source, reason, raw),
+    raw_batches (lists of serialized examples, one PCollection per split), curated (one PCollection of serialized
+    examples per split), corrupt_files (split, path, records read, error), rejects (split, source, reason, raw),
     stats (split, SplitStats), counts (split, (n, n_scored, n_positive)), events ((split, name), n), plans."""
-    keyed, rejects, raws, read_counts = [], [], [], []
+    keyed, rejects, raws, read_counts, corrupt = [], [], [], [], []
+    skip = options.skip_corrupt_files
     for i, pattern in enumerate(example_patterns):
-        raw = pipeline | f"ReadExamples[{i}]" >> read_raw_examples(pattern)
-        out = raw | f"KeyExamples[{i}]" >> KeyExamples(i, options)
-        raws.append(raw)
+        read = pipeline | f"ReadExamples[{i}]" >> tfrecord_files.ReadTFRecordFiles(
+            tfrecord_files.list_files(pattern), BATCH_SIZE, skip
+        )
+        out = read.batches | f"KeyExamples[{i}]" >> KeyExamples(i, options, batched=True)
+        raws.append(read.batches)
         keyed.append(out.examples)
         rejects.append(out[REJECTS])
+        corrupt.append(
+            read[tfrecord_files.CORRUPT_FILES] | f"CorruptSplit[{i}]" >> beam.Map(lambda c, i=i: (i, *c))
+        )
         read_counts.append(
-            raw
-            | f"CountRead[{i}]" >> beam.combiners.Count.Globally()
+            read.batches
+            | f"BatchSize[{i}]" >> beam.Map(len)
+            | f"CountRead[{i}]" >> beam.CombineGlobally(sum)
             | f"KeyReadCount[{i}]" >> beam.Map(lambda n, i=i: ((i, EXAMPLES_READ), n))
         )
-    records_out = pipeline | "ReadForwardRecords" >> record_io.ReadForwardRecords(
-        record_pattern, options.record_format, record_config(options)
+    record_files = tfrecord_files.list_files(record_pattern)
+    if not record_files:
+        raise ValueError(f"no forward-record files match {record_pattern}")
+    read_records = pipeline | "ReadRecordFiles" >> tfrecord_files.ReadTFRecordFiles(
+        record_files, BATCH_SIZE, skip
+    )
+    corrupt.append(
+        read_records[tfrecord_files.CORRUPT_FILES]
+        | "CorruptRecords" >> beam.Map(lambda c: (RECORDS_SPLIT, *c))
+    )
+    records_out = (
+        read_records.batches
+        | "UnbatchRecords" >> beam.FlatMap(lambda b: b)
+        | "DecodeForwardRecords"
+        >> record_io.DecodeForwardRecords(options.record_format, record_config(options))
     )
     rejects.append(
         records_out[record_io.REJECT_TAG]
@@ -524,7 +540,8 @@ def curate(
     all_rejects = rejects | "FlattenRejects" >> beam.Flatten()
     curated = sampled.curated | "CuratedBySplit" >> beam.Partition(lambda kv, n: kv[0], len(example_patterns))
     return {
-        "raw": raws,
+        "raw_batches": raws,
+        "corrupt_files": corrupt | "FlattenCorrupt" >> beam.Flatten(),
         "curated": [part | f"CuratedValues[{i}]" >> beam.Values() for i, part in enumerate(curated)],
         "rejects": all_rejects,
         "stats": stats,

@@ -1,0 +1,222 @@
+"""Curator Beam job vs a Beam job that only copies the same examples and records (same data, same run).
+
+    .venv/bin/python -m benchmarks.curator_vs_copy [--rows 327346] [--repeats 1] [--out benchmarks/results/curator_vs_copy.md]
+
+Data: the nycflights13 year (327,346 real examples, gzip TFRecords) and one plain forward record per example
+(a fixed logistic score of real features, so scores are realistic and deterministic). Each job runs in its own
+subprocess on DirectRunner (in-memory); the wall time and the peak RSS of the whole process tree (sampled every
+0.1 s) are measured from outside. The copy job reads both inputs with the same TFRecord source and writes both
+unchanged: the floor any Beam job over these files pays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import psutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORK = os.path.join(HERE, "work", "curator_vs_copy")
+
+
+def prepare(rows: int) -> tuple[str, str]:
+    """Examples and plain forward records for `rows` flights (cached)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfx_curator.data import nycflights
+
+    ex_path = os.path.join(WORK, f"examples-{rows}", "data.tfrecord.gz")
+    rec_path = os.path.join(WORK, f"records-{rows}", "records.tfrecord.gz")
+    if os.path.exists(ex_path) and os.path.exists(rec_path):
+        return ex_path, rec_path
+    df = nycflights.load_flights().iloc[:rows]
+    z = (df["sched_dep_hour"].to_numpy() - 13) / 5 + (df["distance"].to_numpy() - 1000) / 800
+    pred = 1 / (1 + np.exp(-(z - 1.2)))
+    os.makedirs(os.path.dirname(ex_path), exist_ok=True)
+    os.makedirs(os.path.dirname(rec_path), exist_ok=True)
+    with tf.io.TFRecordWriter(ex_path, options="GZIP") as w:
+        for ex in nycflights.to_examples(df):
+            w.write(ex)
+    rng = np.random.default_rng(0)
+    norms = rng.gamma(2.0, 1.0, len(df))
+    with tf.io.TFRecordWriter(rec_path, options="GZIP") as w:
+        for i, (eid, p, h) in enumerate(zip(df[nycflights.ID_FEATURE], pred, norms)):
+            r = tf.train.Example()
+            f = r.features.feature
+            f["example_id"].bytes_list.value.append(eid.encode())
+            f["prediction"].float_list.value.append(float(p))
+            f["hidden_norm"].float_list.value.append(float(h))
+            f["timestamp"].int64_list.value.append(1_700_000_000 + i)
+            f["model_version"].bytes_list.value.append(b"1")
+            w.write(r.SerializeToString())
+    return ex_path, rec_path
+
+
+def run_copy(examples: str, records: str, out: str, beam_args: list[str]) -> None:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from tfx_curator.components.curator import transforms
+
+    with beam.Pipeline(options=PipelineOptions(beam_args)) as p:
+        for name, pattern in (("examples", examples), ("records", records)):
+            _ = (
+                p
+                | f"Read[{name}]" >> transforms.read_raw_examples(pattern)
+                | f"Write[{name}]" >> transforms.write_split(os.path.join(out, name))
+            )
+
+
+def run_curator(
+    examples: str, records: str, out: str, beam_args: list[str], statistics: bool, mode: str
+) -> dict:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from tfx_curator.components.curator import job
+    from tfx_curator.components.curator.options import CurationOptions
+
+    options = CurationOptions(budget=0.1, mode=mode)
+    report = job.run(
+        lambda: beam.Pipeline(options=PipelineOptions(beam_args)),
+        {"train": examples},
+        records,
+        options,
+        os.path.join(out, "curated"),
+        os.path.join(out, "report"),
+        compute_statistics=statistics,
+    )
+    return report["splits"]["train"]["accounting"]
+
+
+def measure(args: list[str]) -> dict:
+    """Run this module's `--job ...` in a subprocess; wall time and peak RSS of its process tree."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.curator_vs_copy", *args],
+        cwd=os.path.dirname(HERE),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    parent = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            rss = sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)])
+            peak = max(peak, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    wall = time.perf_counter() - start
+    out = proc.stdout.read().decode().strip().splitlines()
+    if proc.returncode:
+        raise RuntimeError(f"job {args} failed with exit code {proc.returncode}")
+    return {"wall_s": wall, "peak_rss_mb": peak / 2**20, "result": json.loads(out[-1]) if out else None}
+
+
+def machine() -> str:
+    mem = psutil.virtual_memory().total / 2**30
+    import apache_beam
+    import tensorflow
+    import tfx
+
+    return (
+        f"{os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, apache-beam {apache_beam.__version__}, "
+        f"tensorflow {tensorflow.__version__}, tfx {tfx.__version__}"
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=327_346)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "curator_vs_copy.md"))
+    parser.add_argument(
+        "--job", choices=["copy", "curator", "curator_stats", "curator_global"], help=argparse.SUPPRESS
+    )
+    parser.add_argument("--examples", help=argparse.SUPPRESS)
+    parser.add_argument("--records", help=argparse.SUPPRESS)
+    parser.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline option")
+    args = parser.parse_args(argv)
+    if args.job:  # child process
+        out = os.path.join(WORK, "out", args.job)
+        if args.job == "copy":
+            run_copy(args.examples, args.records, out, args.beam_arg)
+            print(json.dumps({}))
+        else:
+            acc = run_curator(
+                args.examples,
+                args.records,
+                out,
+                args.beam_arg,
+                statistics=args.job == "curator_stats",
+                mode="global" if args.job == "curator_global" else "window",
+            )
+            print(json.dumps(acc))
+        return 0
+
+    examples, records = prepare(args.rows)
+    jobs = ["copy", "curator", "curator_global", "curator_stats"]
+    results = {j: [] for j in jobs}
+    for _ in range(args.repeats):
+        for j in jobs:  # interleaved, so drift in machine load hits every job alike
+            r = measure(
+                [
+                    "--job",
+                    j,
+                    "--examples",
+                    examples,
+                    "--records",
+                    records,
+                    *[f"--beam-arg={a}" for a in args.beam_arg],
+                ]
+            )
+            results[j].append(r)
+            print(f"{j}: {r['wall_s']:.1f}s, peak {r['peak_rss_mb']:.0f} MB {r['result'] or ''}", flush=True)
+    best = {j: min(r["wall_s"] for r in rs) for j, rs in results.items()}
+    labels = {
+        "copy": "copy examples + records (floor)",
+        "curator": "curator, window mode, no TFDV statistics",
+        "curator_global": "curator, global mode, no TFDV statistics",
+        "curator_stats": "curator, window mode + TFDV statistics (default)",
+    }
+    lines = [
+        "# Curator job vs a Beam copy of the same inputs",
+        "",
+        f"Command: `.venv/bin/python -m benchmarks.curator_vs_copy --rows {args.rows} --repeats {args.repeats}`  ",
+        f"Date: {datetime.date.today()}  ",
+        f"Machine: {machine()}  ",
+        f"Data: {args.rows:,} nycflights13 examples + {args.rows:,} plain forward records, gzip TFRecords; "
+        "budget 10%, DirectRunner in-memory, each job in its own process (best of the repeats).",
+        "",
+        "| job | wall (s) | ratio vs copy | examples/s | peak RSS of process tree (MB) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for j in jobs:
+        peak = max(r["peak_rss_mb"] for r in results[j])
+        lines.append(
+            f"| {labels[j]} | {best[j]:.1f} | {best[j] / best['copy']:.2f} | "
+            f"{args.rows / best[j]:,.0f} | {peak:,.0f} |"
+        )
+    acc = results["curator"][0]["result"]
+    lines += ["", f"Curator accounting (window mode): {acc}", ""]
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

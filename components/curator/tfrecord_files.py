@@ -1,0 +1,81 @@
+"""Read TFRecord files inside a DoFn with tf.data: fast, and a corrupt file is named, not a mystery.
+
+Beam's own TFRecord source spends about half of a curation job in per-record Python; tf.data reads a file in
+C++ and hands over batches. Each file is one unit of work, which suits ExampleGen's and BulkInferrer's sharded
+outputs. A corrupt or truncated file (tf.data's DataLossError and friends) fails the job with an error that
+names the file, or, with `skip_corrupt_files`, ends that file's reading: the records before the damage are kept
+and counted, and the file is listed (CORRUPT_FILES output) with the number of records read and the error.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+CORRUPT_FILES = "corrupt_files"
+NAMESPACE = "tfx_curator"
+
+
+class CorruptFileError(IOError):
+    """A TFRecord file could not be read to the end."""
+
+
+def list_files(file_pattern: str) -> list[str]:
+    """Files matching a glob (local, gs://, ... as TensorFlow's filesystems support), sorted."""
+    import tensorflow as tf
+
+    return sorted(tf.io.gfile.glob(file_pattern))
+
+
+def compression_of(path: str) -> str:
+    return "GZIP" if path.endswith(".gz") or path.endswith(".gzip") else ""
+
+
+class _ReadFileDoFn(beam.DoFn):
+    def __init__(self, batch_size: int, skip_corrupt_files: bool):
+        self._batch_size = batch_size
+        self._skip = skip_corrupt_files
+        self._corrupt = Metrics.counter(NAMESPACE, "corrupt_files")
+
+    def process(self, path: str):
+        import tensorflow as tf
+
+        read = 0
+        dataset = tf.data.TFRecordDataset(path, compression_type=compression_of(path), buffer_size=1 << 20)
+        try:
+            for batch in dataset.batch(self._batch_size).as_numpy_iterator():
+                read += len(batch)
+                yield batch.tolist()
+        except (tf.errors.OpError, OSError) as e:
+            message = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            if not self._skip:
+                raise CorruptFileError(
+                    f"corrupt or truncated TFRecord file {path} (after {read} records): {message}; "
+                    "set skip_corrupt_files to skip the rest of such files and list them in the report"
+                ) from None
+            self._corrupt.inc()
+            yield beam.pvalue.TaggedOutput(CORRUPT_FILES, (path, read, message))
+
+
+class ReadTFRecordFiles(beam.PTransform):
+    """PBegin -> DoOutputsTuple: main = lists of serialized records (batches), CORRUPT_FILES = (path, read, error).
+
+    `files` are resolved when the pipeline is built (see list_files); an empty list reads nothing.
+    """
+
+    def __init__(self, files: list[str], batch_size: int = 1024, skip_corrupt_files: bool = False):
+        super().__init__()
+        self._files = list(files)
+        self._batch_size = batch_size
+        self._skip = skip_corrupt_files
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Files" >> beam.Create(self._files)
+            | "Distribute" >> beam.Reshuffle()
+            | "Read"
+            >> beam.ParDo(_ReadFileDoFn(self._batch_size, self._skip)).with_outputs(
+                CORRUPT_FILES, main="batches"
+            )
+        )
