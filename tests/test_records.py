@@ -524,6 +524,23 @@ def test_decode_forward_records_on_a_pcollection():
         record_io.DecodeForwardRecords("csv")
 
 
+@pytest.mark.parametrize("record_format", ["plain", "predictionlog"])
+def test_decode_forward_records_batched_input(record_format):
+    if record_format == "plain":
+        good = [plain(example_id=b"id%d" % i, prediction=0.5) for i in range(5)]
+    else:
+        good = [regress_log([b"id%d" % i], [0.5]).SerializeToString() for i in range(5)]
+    batches = [good[:2] + [b"\xff\xff\xff"], good[2:]]
+    with BeamTestPipeline() as pipeline:
+        outputs = (
+            pipeline
+            | beam.Create(batches)
+            | record_io.DecodeForwardRecords(record_format, BINARY, batched=True)
+        )
+        assert_that(outputs[record_io.RECORDS_TAG] | beam.Keys(), equal_to([b"id%d" % i for i in range(5)]))
+        assert_that(outputs[record_io.REJECT_TAG], equal_to([(b"\xff\xff\xff", "unparseable")]), label="Rej")
+
+
 # ------------------------------------------------------------------------------------ TFDV schema
 
 

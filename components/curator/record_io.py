@@ -77,6 +77,20 @@ class _DecodePredictionLogDoFn(_CountingDoFn):
             yield self._reject(raw, reason)
 
 
+class _DecodePredictionLogBatchDoFn(_CountingDoFn):
+    def process(self, batch):
+        decode, config, decoded = records_lib.decode_prediction_log_lenient, self._config, 0
+        for raw in batch:
+            records, reasons = decode(raw, config)
+            if records:
+                decoded += len(records)
+                yield from records
+            for reason in reasons:
+                yield self._reject(raw, reason)
+        if decoded:
+            self._decoded.inc(decoded)
+
+
 class _DecodePlainBatchDoFn(_CountingDoFn):
     def process(self, batch):
         records, rejects = records_lib.decode_plain_batch(batch, self._config)
@@ -95,24 +109,42 @@ def _check_format(record_format: str) -> str:
 
 
 class DecodeForwardRecords(beam.PTransform):
-    """PCollection[bytes] -> DoOutputsTuple(records=(example_id, record_value), rejects=(raw, reason))."""
+    """PCollection[bytes] -> DoOutputsTuple(records=(example_id, record_value), rejects=(raw, reason)).
+
+    Args:
+      record_format: "predictionlog" or "plain".
+      config: where the record fields live (records.RecordConfig).
+      batch_size: plain format: records per tf.io.parse_example call (unbatched input is batched with
+        ``beam.BatchElements`` of this fixed size).
+      batched: the input elements are already lists of serialized records (e.g. the batches of a
+        tf.data reader); they are decoded as they come, without re-batching.
+    """
 
     def __init__(
-        self, record_format: str, config: RecordConfig | None = None, batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        record_format: str,
+        config: RecordConfig | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batched: bool = False,
     ):
         super().__init__()
         self._format = _check_format(record_format)
         self._config = config or RecordConfig()
         self._batch_size = batch_size
+        self._batched = batched
 
     def expand(self, serialized):
         if self._format == FORMAT_PREDICTION_LOG:
-            label, do_fn = "DecodePredictionLogs", _DecodePredictionLogDoFn(self._config)
+            label = "DecodePredictionLogs"
+            do_fn = (_DecodePredictionLogBatchDoFn if self._batched else _DecodePredictionLogDoFn)(
+                self._config
+            )
         else:
             label, do_fn = "DecodePlainRecords", _DecodePlainBatchDoFn(self._config)
-            serialized = serialized | "Batch" >> beam.BatchElements(
-                min_batch_size=self._batch_size, max_batch_size=self._batch_size
-            )
+            if not self._batched:
+                serialized = serialized | "Batch" >> beam.BatchElements(
+                    min_batch_size=self._batch_size, max_batch_size=self._batch_size
+                )
         return serialized | label >> beam.ParDo(do_fn).with_output_types(RecordType).with_outputs(
             REJECT_TAG, main=RECORDS_TAG
         )
