@@ -217,6 +217,7 @@ def _id_from_value(value) -> bytes:
 # --------------------------------------------------------------------------------------------------
 
 
+_DT_STRING = tf.string.as_datatype_enum
 _NUMERIC_DTYPES = frozenset(
     tf.as_dtype(d).as_datatype_enum
     for d in (
@@ -373,28 +374,28 @@ def _result_values(result, config: RecordConfig) -> list:
 def _find_example_input(inputs):
     """The serialized-tf.Example input tensor of a predict request, or None."""
     for alias in _EXAMPLE_INPUT_ALIASES:
-        if alias in inputs and inputs[alias].dtype == tf.string.as_datatype_enum:
+        if alias in inputs and inputs[alias].dtype == _DT_STRING:
             return inputs[alias]
-    strings = [inputs[k] for k in sorted(inputs.keys()) if inputs[k].dtype == tf.string.as_datatype_enum]
+    strings = [inputs[k] for k in sorted(inputs.keys()) if inputs[k].dtype == _DT_STRING]
     return strings[0] if len(strings) == 1 else None
 
 
 def _predict_ids(predict_log, config: RecordConfig) -> list:
     outputs = predict_log.response.outputs
-    inputs = predict_log.request.inputs
     id_key = config.id_output_key
     if id_key is None and config.id_feature in outputs:
         id_key = config.id_feature  # echoed by the recorder
+    inputs = None
     if id_key is not None:
         if id_key not in outputs:
             raise RecordError("missing_id", f"no output {id_key!r}")
         tensor = outputs[id_key]
-    elif config.id_feature in inputs:  # a raw-feature request carrying the id as an input tensor
-        tensor = inputs[config.id_feature]
-    else:
-        tensor = None
+    else:  # the request is only touched when needed: each nested message access costs
+        inputs = predict_log.request.inputs
+        # a raw-feature request carries the id as an input tensor
+        tensor = inputs[config.id_feature] if config.id_feature in inputs else None
     if tensor is not None:
-        if tensor.dtype != tf.string.as_datatype_enum and tensor.dtype not in _INTEGER_DTYPES:
+        if tensor.dtype != _DT_STRING and tensor.dtype not in _INTEGER_DTYPES:
             raise RecordError("bad_id_type", tf.dtypes.as_dtype(tensor.dtype).name)
         out = []
         for value in _tensor_values(tensor)[0]:
