@@ -265,10 +265,11 @@ def _plots(split_figures: dict) -> str:
     axes[0].set(xscale="log", title=f"score histogram ({st['score_zero']} zero)", xlabel="importance score")
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_p = np.asarray(st["p_sum_by_score_bin"]) / counts
-    axes[1].plot(centers[counts > 0], mean_p[counts > 0], marker="o")
-    axes[1].set(
-        xscale="log", yscale="log", title="inclusion probability vs score", xlabel="score", ylabel="mean p"
-    )
+    shown = (counts > 0) & (mean_p > 0)
+    axes[1].plot(centers[shown], mean_p[shown], marker="o")
+    axes[1].set(title="inclusion probability vs score", xlabel="score", ylabel="mean p")
+    if shown.any():  # log axes need a positive point: an empty split, or one without records, has none
+        axes[1].set(xscale="log", yscale="log")
     wedges = report_stats.WEIGHT_BINS
     axes[2].bar(np.sqrt(wedges[:-1] * wedges[1:]), st["weight_hist"], width=np.diff(wedges))
     axes[2].set(xscale="log", title="weights of kept examples (1/p)", xlabel="weight")
