@@ -232,8 +232,8 @@ def main(argv=None) -> int:
     for j in jobs:
         peak = max(r["peak_rss_mb"] for r in results[j])
         lines.append(
-            f"| {labels[j]} | {best[j]:.1f} | {best[j] / best['copy']:.2f} | "
-            f"{args.rows / best[j]:,.0f} | {peak:,.0f} |"
+            f"| {labels[j]} | {best[j]:.1f} | {best[j] / best['copy']:.2f} | {cpu[j]:.1f} | "
+            f"{cpu[j] / cpu['copy']:.2f} | {args.rows / best[j]:,.0f} | {peak:,.0f} |"
         )
     acc = results["curator"][0]["result"]
     lines += ["", f"Curator accounting (window mode): {acc}", ""]
