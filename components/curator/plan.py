@@ -181,8 +181,10 @@ def plan_probabilities(
             p[has] = ((s > ts) | ((s == ts) & (tb <= np.uint64(tt & 0xFFFFFFFFFFFFFFFF)))).astype(np.float64)
         return p
     if plan.n_windows > 1:
-        w = window_index([ids[i] for i in np.flatnonzero(has)], seed, plan.n_windows)
-        lam = np.array([plan.lams.get(int(k), math.nan) for k in w])
+        table = np.full(plan.n_windows, math.nan)
+        for k, value in plan.lams.items():
+            table[k] = value
+        lam = table[window_index([ids[i] for i in np.flatnonzero(has)], seed, plan.n_windows)]
     else:
         lam = np.full(s.size, plan.lams.get(0, math.nan))
     if np.isnan(lam).any():
@@ -190,7 +192,7 @@ def plan_probabilities(
             "no threshold for a window of scored examples: the plan is inconsistent with the data"
         )
     out = np.empty(s.size)
-    for value in np.unique(lam):
+    for value in np.unique(lam):  # one call per distinct threshold (window), vectorised within
         at = lam == value
         out[at] = selection.probabilities_from_lambda(s[at], float(value), plan.p_min)
     if plan.mix > 0.0:

@@ -272,16 +272,13 @@ def _scored(batch):
         yield split, [ids[i] for i in np.flatnonzero(at)], scores[at]
 
 
-def _window_scores(batch, options: CurationOptions, counts: dict):
-    for split, ids, scores in _scored(batch):
-        windows = plan.n_windows(_counts(counts, split).n_scored, options.window_size)
-        w = (
-            plan.window_index(ids, options.seed, windows)
-            if windows > 1
-            else np.zeros(len(ids), dtype=np.int64)
-        )
-        for k in np.unique(w).tolist():
-            yield (split, k), scores[w == k]
+def _window_scores(scored, options: CurationOptions, counts: dict):
+    """(split, ids, scores) of one batch -> ((split, window), scores of that window)."""
+    split, ids, scores = scored
+    windows = plan.n_windows(_counts(counts, split).n_scored, options.window_size)
+    w = plan.window_index(ids, options.seed, windows) if windows > 1 else np.zeros(len(ids), dtype=np.int64)
+    for k in np.unique(w).tolist():
+        yield (split, k), scores[w == k]
 
 
 def _counts(counts: dict, split: int) -> plan.SplitCounts:
@@ -345,6 +342,8 @@ class SolveThresholds(beam.PTransform):
         if o.strategy in selection.IMPORTANCE_STRATEGIES and o.mode == "window":
             lams = (
                 batches
+                | "IdsAndScores"
+                >> beam.FlatMap(_scored)  # fused with scoring: only ids and scores cross over
                 | "WindowScores" >> beam.FlatMap(_window_scores, o, counts_side)
                 | "GroupWindows" >> beam.GroupByKey()
                 | "WaterFillWindows" >> beam.Map(_window_lambda, o, counts_side)
