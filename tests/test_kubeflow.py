@@ -156,6 +156,26 @@ def test_compiled_parameters_reach_the_executor_as_the_options(compiled, data, t
     assert executor.options_from_exec_properties(exec_properties) == CurationOptions(**COMPILED_OPTIONS)
 
 
+def test_yaml_package_loads_in_the_kfp_client(data, tmp_path):
+    """Open-source KFP 2.x takes a PipelineSpec YAML: what `Client.create_run_from_pipeline_package` reads."""
+    from kfp.client import client as kfp_client
+
+    _, records_dir, _ = data
+    pipeline = runner.create_kubeflow_pipeline(
+        image=IMAGE,
+        pipeline_root="gs://bucket/root",
+        new_span_dir="gs://bucket/s7",
+        next_span_dir="gs://bucket/s8",
+        serving_dir="gs://bucket/serving",
+        forward_records_dir=records_dir,
+    )
+    path = str(tmp_path / "pipeline.yaml")
+    runner.compile_pipeline(pipeline, IMAGE, path)
+    doc = kfp_client._extract_pipeline_yaml(path)
+    assert CURATOR in doc.pipeline_spec.root.dag.tasks
+    assert doc.pipeline_spec.schema_version == "2.1.0"
+
+
 def test_beam_args_ship_our_code():
     assert runner.kubeflow_beam_args("img") == [
         "--runner=DirectRunner",
