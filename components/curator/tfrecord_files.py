@@ -53,6 +53,16 @@ class _ReadFileDoFn(beam.DoFn):
                     f"corrupt or truncated TFRecord file {path} (after {read} records): {message}; "
                     "set skip_corrupt_files to skip the rest of such files and list them in the report"
                 ) from None
+            # The failed batch held the intact records just before the damage: read them one by one.
+            tail = []
+            try:
+                for record in dataset.skip(read).as_numpy_iterator():
+                    tail.append(record)
+            except (tf.errors.OpError, OSError):
+                pass
+            if tail:
+                read += len(tail)
+                yield tail
             self._corrupt.inc()
             yield beam.pvalue.TaggedOutput(CORRUPT_FILES, (path, read, message))
 
