@@ -34,9 +34,13 @@ def build(
     options: CurationOptions,
     curated_uri: str,
     report_uri: str,
-    compute_statistics: bool = True,
+    compute_statistics: bool | None = None,
 ) -> None:
-    """Add the whole job to `pipeline`: one pipeline for all curated splits."""
+    """Add the whole job to `pipeline`: one pipeline for all curated splits.
+
+    compute_statistics: None follows options.compute_statistics."""
+    if compute_statistics is None:
+        compute_statistics = options.compute_statistics
     splits = list(example_patterns)
     out = transforms.curate(pipeline, [example_patterns[s] for s in splits], record_pattern, options)
     for i, split in enumerate(splits):
@@ -237,7 +241,7 @@ def run(
     options: CurationOptions,
     curated_uri: str,
     report_uri: str,
-    compute_statistics: bool = True,
+    compute_statistics: bool | None = None,
 ) -> dict:
     """Build and run the job with a pipeline from `make_pipeline`, then write the report. Returns report.json."""
     with make_pipeline() as pipeline:

@@ -36,6 +36,10 @@ class CurationOptions:
     duplicate_policy: several records for one id: the `latest` by timestamp, the `mean` prediction and hidden norm,
         or the one with the `max` importance score.
     splits: splits to curate; the others are copied unchanged.
+    skip_corrupt_files: a corrupt or truncated input file fails the run naming the file (False), or the rest of
+        that file is skipped and the file is listed in the report (True).
+    compute_statistics: TFDV statistics of the raw split and of the curated split (unweighted and weighted) and
+        the per-feature unbiasedness check in the report. Costs about as much as the selection itself.
     """
 
     id_feature: str = "example_id"
@@ -59,6 +63,7 @@ class CurationOptions:
     class_label: str = "1"
     record_id_output_key: str | None = None
     skip_corrupt_files: bool = False
+    compute_statistics: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "splits", tuple(self.splits))
