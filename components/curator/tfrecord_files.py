@@ -31,6 +31,43 @@ def compression_of(path: str) -> str:
     return "GZIP" if path.endswith(".gz") or path.endswith(".gzip") else ""
 
 
+def gzip_stream_problem(path: str, decompressed_size: int) -> str | None:
+    """Why a gzip file that tf.data read to its end without an error is incomplete after all; None if it is not.
+
+    tf.data ends silently when a truncated gzip file happens to stop on a record boundary. A complete gzip
+    member ends with its uncompressed size mod 2**32 (ISIZE): comparing those 4 bytes with the size of the
+    records read is the cheap check; on a mismatch (damage, or several concatenated gzip members) the whole
+    file is decompressed to decide.
+    """
+    import zlib
+
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "rb") as f:
+        file_size = f.size()
+        if file_size == 0:
+            return None
+        f.seek(max(file_size - 4, 0))
+        if int.from_bytes(f.read(4), "little") == decompressed_size % 2**32:
+            return None
+        f.seek(0)
+        inflater, fed, total, data = zlib.decompressobj(16 + zlib.MAX_WBITS), False, 0, b""
+        while data or (data := f.read(1 << 20)):
+            try:
+                total += len(inflater.decompress(data, 1 << 24))
+            except zlib.error as e:
+                return f"bad gzip data: {e}"
+            fed = True
+            data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+            if inflater.eof:  # the next gzip member, if any
+                inflater, fed = zlib.decompressobj(16 + zlib.MAX_WBITS), False
+    if fed:
+        return f"truncated gzip stream (ends without its trailer after {total} bytes)"
+    if total != decompressed_size:
+        return f"gzip stream holds {total} bytes, its records {decompressed_size}"
+    return None
+
+
 class _ReadFileDoFn(beam.DoFn):
     def __init__(self, batch_size: int, skip_corrupt_files: bool):
         self._batch_size = batch_size
@@ -40,12 +77,18 @@ class _ReadFileDoFn(beam.DoFn):
     def process(self, path: str):
         import tensorflow as tf
 
-        read = 0
+        read, size, gzip = 0, 0, compression_of(path) == "GZIP"
         dataset = tf.data.TFRecordDataset(path, compression_type=compression_of(path), buffer_size=1 << 20)
         try:
             for batch in dataset.batch(self._batch_size).as_numpy_iterator():
                 read += len(batch)
-                yield batch.tolist()
+                records = batch.tolist()
+                if gzip:  # framing: 8 bytes length + 4 CRC before each record, 4 CRC after
+                    size += sum(map(len, records)) + 16 * len(records)
+                yield records
+            problem = gzip_stream_problem(path, size) if gzip else None
+            if problem:
+                raise CorruptFileError(problem)
         except (tf.errors.OpError, OSError) as e:
             message = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             if not self._skip:
