@@ -41,6 +41,8 @@ CHOICES = {
     "duplicate_policy": options_lib.DUPLICATE_POLICIES,
     "record_format": options_lib.RECORD_FORMATS,
 }
+# Extra spellings that set a bool field to False.
+BOOL_ALIASES = {"compute_statistics": ("--no-statistics",)}
 # Help that must differ on the command line (the CLI curates one split per run).
 CLI_HELP = {
     "splits": "name of the split the --examples files belong to; output goes to <output>/Split-<name>/",
@@ -174,6 +176,10 @@ def add_option_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] | No
             group.add_argument(
                 *names, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default, help=text
             )
+            for alias in BOOL_ALIASES.get(f.name, ()):
+                group.add_argument(
+                    alias, dest=f.name, action="store_false", help="same as --no-" + names[0][2:]
+                )
             continue
         kwargs = {"dest": f.name, "default": f.default, "type": _converter(f)}
         if f.name in CHOICES:
@@ -260,7 +266,6 @@ def cmd_curate(args: argparse.Namespace) -> int:
         options,
         curated_uri,
         report_uri,
-        compute_statistics=args.statistics,
     )
     s = report["splits"][split]
     acc = s["accounting"]
@@ -349,12 +354,6 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--output", required=True, metavar="DIR", help="output folder (local, gs://, ...)")
     io.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs of this split under --output"
-    )
-    io.add_argument(
-        "--no-statistics",
-        dest="statistics",
-        action="store_false",
-        help="skip the TFDV statistics and the unbiasedness check in the report (faster)",
     )
     io.add_argument("--json", action="store_true", help="also print the accounting as one JSON line")
     io.add_argument(

@@ -41,6 +41,7 @@ NON_DEFAULT = {
     "class_label": "yes",
     "record_id_output_key": "echo_id",
     "skip_corrupt_files": True,
+    "compute_statistics": False,
 }
 
 
@@ -95,7 +96,7 @@ def test_help_text_comes_from_the_options_docstring():
 def test_defaults_are_the_options_defaults():
     args = cli.build_parser().parse_args(["curate", "--examples", "e", "--records", "r", "--output", "o"])
     assert cli.options_from_args(args) == CurationOptions()
-    assert args.statistics and not args.overwrite and args.beam_arg is None
+    assert not args.overwrite and args.beam_arg is None
 
 
 def test_every_flag_sets_its_field():
@@ -106,7 +107,9 @@ def test_every_flag_sets_its_field():
     # Beam options after a final `--`
     args = cli.parse_args(cli.build_parser(), argv[:7] + ["--beam-arg=--a=1", "--", "--runner=Y", "--b", "2"])
     assert args.beam_arg == ["--a=1", "--runner=Y", "--b", "2"]
-    # the alias spelling of --records-format and float budgets
+    # the alias spellings --no-statistics and --record-format, and float budgets
+    args = cli.build_parser().parse_args(argv[:7] + ["--no-statistics"])
+    assert cli.options_from_args(args).compute_statistics is False
     args = cli.build_parser().parse_args(argv[:7] + ["--record-format", "predictionlog", "--budget", "0.05"])
     assert cli.options_from_args(args).record_format == "predictionlog"
     assert cli.options_from_args(args).budget == 0.05
@@ -209,12 +212,15 @@ def test_curate_end_to_end(synthetic, tmp_path, capsys):
     assert json.loads(printed.strip().splitlines()[-1]) == acc
     assert f"selected {len(got)}" in printed
 
-    # a second run into the same folder is refused, then replaces everything with --overwrite
+    # a second run into the same folder is refused; --overwrite clears this split's outputs first
     with pytest.raises(SystemExit) as e:
         cli.main(_argv(root, out, "--no-statistics"))
     assert e.value.code == 2 and "--overwrite" in capsys.readouterr().err
-    assert cli.main(_argv(root, out, "--no-statistics", "--overwrite", "--split-name", "train")) == 0
-    assert not os.path.exists(os.path.join(out, "report", "statistics"))
+    assert os.listdir(os.path.join(out, "Split-train"))
+    cli._prepare_output(out, "train", overwrite=True)
+    assert not os.path.exists(os.path.join(out, "Split-train")) and not os.path.exists(
+        os.path.join(out, "report")
+    )
 
 
 def test_curate_rejects_globs_matching_nothing(synthetic, tmp_path, capsys):
