@@ -210,12 +210,28 @@ def _notes(plan: dict, stats: dict, counts: dict, read: int) -> list[str]:
         notes.append(
             "no example of this split has a forward record: the missing-record policy decided everything"
         )
+    kept = stats["n_kept"]
     if plan["budget"] == 0 and read:
-        notes.append("budget 0: nothing selected")
+        notes.append(
+            f"budget 0: {kept} selected anyway, by the p_min floor or missing_record_policy 'keep'"
+            if kept
+            else "budget 0: nothing selected"
+        )
     if counts["n"] and plan["budget"] >= counts["n"]:
-        notes.append("budget >= examples: everything kept with weight 1")
+        notes.append(
+            "budget >= examples: everything kept with weight 1"
+            if kept == counts["n"]
+            else "budget >= examples: every example with a forward record kept with weight 1; "
+            f"{counts['n'] - kept} without one not kept (missing_record_policy 'drop')"
+        )
     if stats["score_zero"] == counts["n_scored"] and counts["n_scored"]:
         notes.append("all scores are zero: uniform sampling")
+    elif (
+        counts["n_scored"] > 1
+        and stats.get("min_s") == stats.get("max_s")
+        and plan["strategy"] in ("loss", "grad_norm", "top_k")
+    ):
+        notes.append(f"all scores are equal ({stats['max_s']:.6g}): uniform sampling")
     return notes
 
 

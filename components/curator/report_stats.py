@@ -47,6 +47,8 @@ class SplitStats:
     sum_s2: float  # for the uniform error at the same budget: sum s^2 (1/r - 1)
     sum_s: float
     n_zero_p_positive_score: int
+    min_s: float = math.inf  # smallest and largest score (equal: the scores cannot tell examples apart)
+    max_s: float = -math.inf
 
     @classmethod
     def empty(cls) -> SplitStats:
@@ -117,15 +119,17 @@ class SplitStats:
             sum_s2=float(np.sum(s**2)),
             sum_s=float(np.sum(s)),
             n_zero_p_positive_score=int(unseen.sum()),
+            min_s=float(s.min()) if s.size else math.inf,
+            max_s=float(s.max()) if s.size else -math.inf,
         )
 
     def merge(self, other: SplitStats) -> SplitStats:
         out = {}
         for f in dataclasses.fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
-            if f.name == "max_w":
+            if f.name in ("max_w", "max_s"):
                 out[f.name] = max(a, b)
-            elif f.name == "min_p_kept":
+            elif f.name in ("min_p_kept", "min_s"):
                 out[f.name] = min(a, b)
             else:
                 out[f.name] = a + b
