@@ -67,7 +67,7 @@ def data(tmp_path_factory):
     return root, records_dir, synthetic["train"]
 
 
-def _compile(tmp_path, records_dir, spec_version="2.1", **kwargs):
+def _compile_to(path: str, records_dir: str, spec_version: str = "2.1") -> str:
     pipeline = runner.create_kubeflow_pipeline(
         image=IMAGE,
         pipeline_root="gs://bucket/root",
@@ -76,10 +76,13 @@ def _compile(tmp_path, records_dir, spec_version="2.1", **kwargs):
         serving_dir="gs://bucket/serving",
         forward_records_dir=records_dir,
         curator_options=dict(COMPILED_OPTIONS),
-        **kwargs,
     )
-    path = str(tmp_path / f"pipeline-{spec_version}.json")
     runner.compile_pipeline(pipeline, IMAGE, path, use_pipeline_spec_2_1=spec_version == "2.1")
+    return path
+
+
+def _compile(tmp_path, records_dir, spec_version="2.1") -> dict:
+    path = _compile_to(str(tmp_path / f"pipeline-{spec_version}.json"), records_dir, spec_version)
     with open(path) as f:
         return json.load(f)
 
@@ -161,17 +164,7 @@ def test_yaml_package_loads_in_the_kfp_client(data, tmp_path):
     from kfp.client import client as kfp_client
 
     _, records_dir, _ = data
-    pipeline = runner.create_kubeflow_pipeline(
-        image=IMAGE,
-        pipeline_root="gs://bucket/root",
-        new_span_dir="gs://bucket/s7",
-        next_span_dir="gs://bucket/s8",
-        serving_dir="gs://bucket/serving",
-        forward_records_dir=records_dir,
-    )
-    path = str(tmp_path / "pipeline.yaml")
-    runner.compile_pipeline(pipeline, IMAGE, path)
-    doc = kfp_client._extract_pipeline_yaml(path)
+    doc = kfp_client._extract_pipeline_yaml(_compile_to(str(tmp_path / "pipeline.yaml"), records_dir))
     assert CURATOR in doc.pipeline_spec.root.dag.tasks
     assert doc.pipeline_spec.schema_version == "2.1.0"
 
