@@ -5,6 +5,7 @@ from setuptools import setup
 # Import names live under one prefix, `tfx_curator`, so nothing collides with other installed packages
 # (a bare `components` or `pipelines` would); each sub-package maps to the top-level folder of the same name.
 PACKAGE_DIRS = {
+    "tfx_curator": "tfx_curator",  # the package root: only __init__.py
     "tfx_curator.components": "components",
     "tfx_curator.components.curator": "components/curator",
     "tfx_curator.pipelines": "pipelines",

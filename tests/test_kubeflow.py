@@ -24,7 +24,6 @@ from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tfx.utils import import_utils
 
 from tfx_curator.components.curator import executor, plan, selection
-from tfx_curator.components.curator.component import CurationReport
 from tfx_curator.components.curator.options import CurationOptions
 from tfx_curator.kubeflow import runner
 
@@ -34,21 +33,6 @@ CURATOR = "Curator"
 N = 1500
 COMPILED_OPTIONS = {"budget": 0.2, "mode": "global", "seed": 5, "max_weight": 25.0, "window_size": 512}
 RUN_FLAG = "--json_serialized_invocation_args"
-
-CUSTOM_TYPE_BUG = (
-    f"the custom artifact type CurationReport compiles to the KFP schema title {CurationReport.TYPE_NAME!r}; "
-    "kubeflow_v2_run_executor imports a custom type by its title (import_class_by_path) and module "
-    "`tfx_curator` is a namespace package without `CurationReport`, so the step fails before the executor "
-    "starts: 'ImportError: Could not import tfx_curator.CurationReport'. Fix in component.py/setup.py."
-)
-
-
-def _type_importable() -> bool:
-    try:
-        return import_utils.import_class_by_path(CurationReport.TYPE_NAME) is CurationReport
-    except ImportError:
-        return False
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Compiling
@@ -236,8 +220,6 @@ def test_every_artifact_type_is_importable_in_the_container(compiled):
             schema = pipeline_spec_pb2.ArtifactTypeSchema()
             json_format.ParseDict(definition["artifactType"], schema)
             class_path = entrypoint_utils._retrieve_class_path(schema)
-            if class_path == CurationReport.TYPE_NAME and not _type_importable():
-                pytest.xfail(CUSTOM_TYPE_BUG)
             assert import_utils.import_class_by_path(class_path), (key, class_path)
 
 
@@ -313,32 +295,11 @@ def _container_command(job: dict, task_name: str, executor_input: dict) -> list[
     return command + args
 
 
-SITECUSTOMIZE_SHIM = '''
-"""Test-only stand-in for the missing fix: make `tfx_curator.CurationReport` importable (lazily)."""
-import tfx_curator
-
-
-def __getattr__(name):
-    if name == "CurationReport":
-        from tfx_curator.components.curator.component import CurationReport
-        return CurationReport
-    raise AttributeError(name)
-
-
-tfx_curator.__getattr__ = __getattr__
-'''
-
-
-def _run_curator_step(job, data, tmp_path, shim: bool):
+def _run_curator_step(job, data, tmp_path):
     root, records_dir, truth = data
     task_root = str(tmp_path / "task")
     executor_input, _ = _executor_input(job, CURATOR, root, records_dir, task_root)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    if shim:
-        shim_dir = tmp_path / "shim"
-        shim_dir.mkdir()
-        (shim_dir / "sitecustomize.py").write_text(SITECUSTOMIZE_SHIM)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shim_dir), env.get("PYTHONPATH")]))
     proc = subprocess.run(
         _container_command(job, CURATOR, executor_input),
         capture_output=True,
@@ -347,8 +308,6 @@ def _run_curator_step(job, data, tmp_path, shim: bool):
         cwd=str(tmp_path),
         timeout=600,
     )
-    if proc.returncode and not shim and f"Could not import {CurationReport.TYPE_NAME}" in proc.stderr:
-        pytest.xfail(CUSTOM_TYPE_BUG)
     assert proc.returncode == 0, proc.stderr[-6000:]
     _check_outputs(task_root, executor_input, truth)
 
@@ -399,12 +358,4 @@ def _check_outputs(task_root: str, executor_input: dict, truth) -> None:
 
 @pytest.mark.slow
 def test_compiled_curator_step_runs(compiled, data, tmp_path):
-    _run_curator_step(compiled["2.1"], data, tmp_path, shim=False)
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(_type_importable(), reason="CurationReport is importable: the plain run test covers it")
-def test_compiled_curator_step_runs_once_the_report_type_is_importable(compiled, data, tmp_path):
-    """Everything but the custom-type import: same command, plus a sitecustomize that adds the missing
-    `tfx_curator.CurationReport` (what the fix in component.py/setup.py must provide)."""
-    _run_curator_step(compiled["2.1"], data, tmp_path, shim=True)
+    _run_curator_step(compiled["2.1"], data, tmp_path)
