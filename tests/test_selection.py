@@ -68,7 +68,7 @@ def reference_log_lambda(s, budget, p_min):
     log_s = np.log(s[s > 0])
     n_zero = s.size - log_s.size
     lo, hi = log_s.min() - 60.0, log_s.max() + math.log(s.size) + 60.0 - math.log(max(budget, 1e-300))
-    for _ in range(400):
+    for _ in range(150):  # the bracket spans < 2000 nats: 150 halvings are far below fp resolution
         mid = 0.5 * (lo + hi)
         with np.errstate(over="ignore"):
             used = np.clip(np.exp(log_s - mid), p_min, 1.0).sum() + n_zero * p_min
@@ -197,7 +197,7 @@ def test_lambda_outside_float64_range_is_a_clear_error():
     np.testing.assert_allclose(r.p, np.full(1000, 0.01))
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=100)
 @given(data=st.data(), n=st.integers(2, 60), p_min=st.one_of(st.just(0.0), st.floats(0.0, 0.3)))
 def test_optimal_p_has_lowest_variance(data, n, p_min):
     """sum s^2 (1/p - 1) at the water-filling p is <= that of random alternatives with the same budget
@@ -458,7 +458,7 @@ def test_horvitz_thompson_sum_is_unbiased(p_min, mix):
     s = rng.lognormal(0.0, 1.5, n)
     p, _ = sel.strategy_probabilities("loss", s, None, 0.1 * n, p_min=p_min, mix=mix)
     ids = ids_for(n)
-    seeds = range(3000)
+    seeds = range(2000)
     _ht_check(s, p, ids, seeds)  # the quantity the probabilities were optimised for
     if p_min > 0 or mix > 0:  # any other quantity is estimated without bias as long as p > 0 everywhere
         _ht_check(rng.exponential(size=n), p, ids, seeds)
@@ -468,7 +468,7 @@ def test_window_mode_is_unbiased_too():
     rng = np.random.default_rng(2)
     s = rng.gamma(0.5, 2.0, 250)
     p = sel.window_probabilities(s, 0.2, 64, p_min=0.0)
-    _ht_check(s, p, ids_for(250, b"w-"), range(3000))
+    _ht_check(s, p, ids_for(250, b"w-"), range(2000))
 
 
 # ----------------------------------------------------------------------------------------------------------

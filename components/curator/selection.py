@@ -479,6 +479,12 @@ def _mix64_int(z: int) -> int:
     return z ^ (z >> 31)
 
 
+def _fnv1a_int(state: int, data: bytes) -> int:
+    for byte in data:
+        state = ((state ^ byte) * FNV64_PRIME) & _MASK64
+    return state
+
+
 def _mix64_array(z: np.ndarray) -> np.ndarray:
     z = z ^ (z >> np.uint64(30))
     z *= np.uint64(_MIX1)
@@ -532,12 +538,17 @@ def hash64(ids: Sequence[bytes], seed: int) -> np.ndarray:
     """
     seed = int(seed)
     lengths, matrix = _id_matrix(ids)
-    state = np.full(lengths.size, FNV64_OFFSET ^ splitmix64(seed & _MASK64), dtype=np.uint64)
+    start = FNV64_OFFSET ^ splitmix64(seed & _MASK64)
     prime = np.uint64(FNV64_PRIME)
-    length_bits = lengths.astype(np.uint64)
-    for shift in range(0, 64, 8):
-        state ^= (length_bits >> np.uint64(shift)) & np.uint64(0xFF)
-        state *= prime
+    if matrix.shape[1] <= 65536:  # the state after the length prefix depends on the length only: a table
+        prefixes = [_fnv1a_int(start, n.to_bytes(8, "little")) for n in range(matrix.shape[1] + 1)]
+        state = np.array(prefixes, dtype=np.uint64)[lengths]
+    else:
+        state = np.full(lengths.size, start, dtype=np.uint64)
+        length_bits = lengths.astype(np.uint64)
+        for shift in range(0, 64, 8):
+            state ^= (length_bits >> np.uint64(shift)) & np.uint64(0xFF)
+            state *= prime
     same_length = lengths.size == 0 or bool((lengths == lengths[0]).all())
     for j in range(matrix.shape[1]):
         if same_length:
@@ -624,6 +635,10 @@ class ScoreSummary:
     ``sum(clip(s / lam, p_min, 1))`` differ by a factor within ``[1 / (1 + d), 1 + d]``: the ``lam`` solved
     on the summary meets the budget on the real data to within ``d`` (< 0.07%) relative, on any data.
     The degenerate cases (floor bound, budget >= n, zero fill) depend only on exact counts and are exact.
+
+    Memory: 24 bytes per non-empty bin, about ``bins_per_octave`` bins per octave spanned by the positive
+    scores (scores in [1e-3, 1e3]: at most 20,400 bins, 490 KB); the hard ceiling is the float64 range,
+    ~2.15 million bins, whatever n is. Merging costs O(bins log bins).
     """
 
     def __init__(self, bins_per_octave: int = 1024):
