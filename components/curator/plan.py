@@ -85,8 +85,12 @@ def missing_record_probability(options: CurationOptions, rate: float) -> float:
 
 
 def window_lambda(scores: np.ndarray, rate: float, p_min: float) -> float:
-    """Threshold of one window: water-filling with the window's share of the budget."""
-    return selection.water_fill(scores, rate * scores.size, p_min).lam
+    """Threshold of one window: water-filling with the window's share of the budget.
+
+    The scores are sorted first: a runner hands them over in any order, and float sums in another order could
+    change lambda in its last bits, so a re-run would not be byte-identical.
+    """
+    return selection.water_fill(np.sort(scores), rate * scores.size, p_min).lam
 
 
 def top_k_threshold(scores: np.ndarray, tiebreaks: np.ndarray, k: int) -> tuple[float, int] | None:

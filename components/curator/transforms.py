@@ -120,9 +120,9 @@ def resolve_duplicates(records: list[tuple], policy: str, label: float, options:
         return max(
             records, key=lambda r: (-math.inf if math.isnan(r[2]) else r[2], r[3], r[0], _nan_low(r[1]))
         )
-    if policy == "mean":
-        preds = np.array([r[0] for r in records])
-        norms = np.array([r[1] for r in records])
+    if policy == "mean":  # sorted: the grouped records come in any order, float sums must not depend on it
+        preds = np.sort([r[0] for r in records])
+        norms = np.sort([r[1] for r in records])
         times = np.array([r[2] for r in records])
         norm = float(np.nanmean(norms)) if not np.isnan(norms).all() else math.nan
         when = float(np.nanmax(times)) if not np.isnan(times).all() else math.nan
