@@ -245,6 +245,14 @@ _VALUE_FIELDS = {
 }
 
 
+def _dtype_name(dtype_enum: int) -> str:
+    """Name of a TensorProto dtype; the enum is open, so an untrusted proto may hold any number."""
+    try:
+        return tf.dtypes.as_dtype(dtype_enum).name
+    except TypeError:
+        return f"dtype {dtype_enum}"
+
+
 def _tensor_values(tensor_proto) -> tuple[list, tuple]:
     """(flat list of values, shape) of a TensorProto, with a size guard (the proto is untrusted).
 
@@ -396,7 +404,7 @@ def _predict_ids(predict_log, config: RecordConfig) -> list:
         tensor = inputs[config.id_feature] if config.id_feature in inputs else None
     if tensor is not None:
         if tensor.dtype != _DT_STRING and tensor.dtype not in _INTEGER_DTYPES:
-            raise RecordError("bad_id_type", tf.dtypes.as_dtype(tensor.dtype).name)
+            raise RecordError("bad_id_type", _dtype_name(tensor.dtype))
         out = []
         for value in _tensor_values(tensor)[0]:
             try:
@@ -428,7 +436,7 @@ def _predict_ids(predict_log, config: RecordConfig) -> list:
 def _per_row(tensor_proto, n: int, field: str, config: RecordConfig, allow_two_columns: bool) -> list:
     """One value per example from a predict output: [n], [n, 1], ... or (binary) [n, 2] -> column 1."""
     if tensor_proto.dtype not in _NUMERIC_DTYPES:
-        raise RecordError(f"bad_{field}_type", tf.dtypes.as_dtype(tensor_proto.dtype).name)
+        raise RecordError(f"bad_{field}_type", _dtype_name(tensor_proto.dtype))
     values, shape = _tensor_values(tensor_proto)
     if len(values) == n:
         return values
