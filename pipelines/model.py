@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Sequence
 
@@ -86,7 +87,7 @@ class Numeric:
     @property
     def default(self) -> float:
         """Raw value that a missing feature parses as: the one that standardises to 0."""
-        return float(tf.math.expm1(self.center).numpy()) if self.log else self.center
+        return math.expm1(self.center) if self.log else self.center
 
 
 @dataclasses.dataclass(frozen=True)
