@@ -80,8 +80,13 @@ class ExampleKeyParser:
             try:
                 example_id, label = self.parse_one(raw)
             except KeyError as e:  # reason carried in the KeyError (see parse_one)
-                rejects.append((i, e.args[0]))
-                continue
+                alone = self._parse_fast([raw]) if e.args[0] == UNPARSEABLE else None
+                if alone is None:
+                    rejects.append((i, e.args[0]))
+                    continue
+                # TensorFlow's parser accepts a few things protobuf refuses (a feature name that is not
+                # UTF-8): decide as the batch path does, so that the outcome never depends on the batch.
+                (example_id,), (label,) = alone[0], alone[1].tolist()
             ids.append(example_id)
             labels.append(label)
         return ids, np.asarray(labels, dtype=np.float64), rejects
