@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 
 import apache_beam as beam
 
+from tfx_curator.components.curator import example_keys, transforms
 from tfx_curator.components.curator import report as report_lib
-from tfx_curator.components.curator import transforms
 from tfx_curator.components.curator.options import CurationOptions
 
 REJECTS_DIR = "rejects"
@@ -53,6 +53,7 @@ def build(
                 f"{split}-raw",
                 report_lib.stats_path(report_uri, split, report_lib.RAW),
                 batched=True,
+                parser=example_keys.ExampleKeyParser(options.id_feature, options.label_feature, options.task),
             )
             _statistics(
                 out["curated"][i],
@@ -106,9 +107,12 @@ def build(
 
 
 def _statistics(
-    serialized, label: str, path: str, weight_feature: str | None = None, batched: bool = False
+    serialized, label: str, path: str, weight_feature: str | None = None, batched: bool = False, parser=None
 ) -> None:
-    """TFDV statistics of serialized examples (or of lists of them when `batched`), inside the same Beam job."""
+    """TFDV statistics of serialized examples (or of lists of them when `batched`), inside the same Beam job.
+
+    With `parser` (an ExampleKeyParser) only the examples the curation accepts are described: the rejects are
+    in rejects/, and one unparseable or ill-typed example would make tfx_bsl's decoder fail the whole job."""
     import tensorflow_data_validation as tfdv
     from tfx_bsl.coders import example_coder
 
@@ -121,14 +125,37 @@ def _statistics(
         )
     _ = (
         serialized
-        | f"ToRecordBatch[{label}]" >> beam.Map(_decode_batch, example_coder.ExamplesToRecordBatchDecoder())
+        | f"ToRecordBatch[{label}]"
+        >> beam.FlatMap(_decode_batch, example_coder.ExamplesToRecordBatchDecoder(), parser)
         | f"Statistics[{label}]" >> tfdv.GenerateStatistics(options)
         | f"WriteStatistics[{label}]" >> tfdv.WriteStatisticsToBinaryFile(path)
     )
 
 
-def _decode_batch(batch, decoder):
-    return decoder.DecodeBatch(batch)
+def _decode_batch(batch, decoder, parser=None):
+    """At most one RecordBatch: the accepted examples (with `parser`) that tfx_bsl can decode.
+
+    TensorFlow's parser, which decides acceptance, takes a few examples tfx_bsl's protobuf parser refuses (a
+    feature name that is not UTF-8): those are left out of the statistics, one by one.
+    """
+    if parser is not None:
+        rejected = {i for i, _ in parser.parse(batch)[2]}
+        batch = [raw for i, raw in enumerate(batch) if i not in rejected] if rejected else batch
+    try:
+        decoded = decoder.DecodeBatch(batch) if len(batch) else None
+    except RuntimeError:
+        batch = [raw for raw in batch if _decodes(decoder, raw)]
+        decoded = decoder.DecodeBatch(batch) if batch else None
+    if decoded is not None:
+        yield decoded
+
+
+def _decodes(decoder, raw: bytes) -> bool:
+    try:
+        decoder.DecodeBatch([raw])
+    except RuntimeError:
+        return False
+    return True
 
 
 def _raw_figures(_, splits, options, stats, counts, events, rejects, plans, corrupt) -> str:
