@@ -683,7 +683,14 @@ def _decode_one_by_one(serialized: Sequence[bytes], config: RecordConfig):
         try:
             records.append(decode_plain_record(raw, config))
         except RecordError as e:
-            rejects.append((raw, e.reason))
+            if e.reason == "unparseable" and len(serialized) > 1:
+                # TensorFlow's parser takes a few things protobuf refuses (a feature name that is not UTF-8):
+                # decide as a batch of this record alone would, so that its neighbours never matter.
+                alone_records, alone_rejects = decode_plain_batch([raw], config)
+                records.extend(alone_records)
+                rejects.extend(alone_rejects)
+            else:
+                rejects.append((raw, e.reason))
     return records, rejects
 
 
