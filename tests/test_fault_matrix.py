@@ -82,7 +82,14 @@ def _rejects(report_uri: str) -> collections.Counter:
 class Run:
     """What one job.run produced: report.json, the curated splits, the rejects."""
 
-    def __init__(self, root: str, example_patterns: dict, record_pattern: str, options: CurationOptions):
+    def __init__(
+        self,
+        root: str,
+        example_patterns: dict,
+        record_pattern: str,
+        options: CurationOptions,
+        compute_statistics: bool = False,
+    ):
         self.options = options
         self.curated_uri = os.path.join(root, "curated")
         self.report_uri = os.path.join(root, "report")
@@ -94,7 +101,7 @@ class Run:
             options,
             self.curated_uri,
             self.report_uri,
-            compute_statistics=False,
+            compute_statistics=compute_statistics,
         )
         with open(os.path.join(self.report_uri, "report.json")) as f:
             self.report = json.load(f)
@@ -250,6 +257,12 @@ class Dirty:
         self.tiny_id = f"tiny-{int(np.argmin(u))}".encode()
         assert u.min() < 1e-5
         add_example("train", self.tiny_id, 1)
+        # a feature name that is not UTF-8: TensorFlow's parser takes it, protobuf and tfx_bsl do not
+        self.utf8_id = b"utf8-name"
+        clean = _example(self.utf8_id, 1, zz=1.0)
+        at = clean.index(b"\x0a\x02zz")
+        add_example("train", self.utf8_id, 1, clean[:at] + b"\x0a\x02\xff\xfe" + clean[at + 4 :])
+        add_record("train", self.utf8_id, 0.01, 1.0)
         add_record("train", self.tiny_id, 0.9999, 1.0)
         # several records for one id: conflicting timestamps and versions (and one without a timestamp)
         for i in range(5):
@@ -318,11 +331,12 @@ class Dirty:
     def run(self, duplicate_policy: str, missing_record_policy: str) -> Run:
         key = (duplicate_policy, missing_record_policy)
         if key not in self._runs:
-            splits = DIRTY_SPLITS if key == ("latest", "uniform") else POLICY_SPLITS
+            full = key == ("latest", "uniform")  # every split, and the TFDV statistics (the default)
+            splits = DIRTY_SPLITS if full else POLICY_SPLITS
             options = self.options(duplicate_policy, missing_record_policy, splits)
             out = os.path.join(self.root, "runs", "-".join(key))
             self._runs[key] = Run(
-                out, self.patterns(splits), os.path.join(self.root, "records", "*"), options
+                out, self.patterns(splits), os.path.join(self.root, "records", "*"), options, full
             )
         return self._runs[key]
 
@@ -462,6 +476,27 @@ def test_duplicate_example_id_keeps_one_copy_and_rejects_the_other(dirty, dirty_
     assert dirty_run.split("train")["rejects_by_reason"][example_keys.DUPLICATE_EXAMPLE_ID] == 1
     assert dirty_run.rejects[(0, EXAMPLES, example_keys.DUPLICATE_EXAMPLE_ID, rejected)] == 1
     assert kept != rejected
+
+
+def test_bad_examples_do_not_stop_the_statistics(dirty, dirty_run):
+    """The TFDV statistics (on by default) describe the accepted examples; rejects cannot stop the job."""
+    import tensorflow_data_validation as tfdv
+
+    from tfx_curator.components.curator import report
+
+    dirty.check(dirty_run)
+    train = dirty_run.split("train")
+    assert train["unbiasedness"]["features"]
+    raw = tfdv.load_stats_binary(report.stats_path(dirty_run.report_uri, "train", report.RAW))
+    accepted_by_parser = dirty.examples_written["train"] - len(dirty.bad_examples)
+    # the example with a non-UTF-8 feature name is curated like any other but tfx_bsl cannot describe it
+    assert raw.datasets[0].num_examples == accepted_by_parser - 1
+    assert dirty.utf8_id in dirty.accepted_ids(
+        "train"
+    )  # (selected or not like the others: see the policy tests)
+    curated = tfdv.load_stats_binary(report.stats_path(dirty_run.report_uri, "train", report.UNWEIGHTED))
+    utf8_curated = dirty.utf8_id in dirty_run.curated["train"]
+    assert curated.datasets[0].num_examples == len(dirty_run.curated["train"]) - utf8_curated
 
 
 # ---------------------------------------------------------------------------------------------------------
