@@ -29,38 +29,83 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = os.path.join(HERE, "work", "curator_vs_copy")
 
 
-def prepare(rows: int) -> tuple[str, str]:
-    """Examples and plain forward records for `rows` flights (cached)."""
-    import numpy as np
+def _write_sharded(path_prefix: str, serialized, n: int, shards: int) -> str:
+    """Write `n` serialized records round-robin into `shards` gzip files; returns their glob."""
     import tensorflow as tf
 
-    from tfx_curator.data import nycflights
+    os.makedirs(os.path.dirname(path_prefix), exist_ok=True)
+    writers = [
+        tf.io.TFRecordWriter(f"{path_prefix}-{k:05d}-of-{shards:05d}.gz", options="GZIP")
+        for k in range(shards)
+    ]
+    for i, record in enumerate(serialized):
+        writers[i % shards].write(record)
+    for w in writers:
+        w.close()
+    return f"{path_prefix}-*.gz"
 
-    ex_path = os.path.join(WORK, f"examples-{rows}", "data.tfrecord.gz")
-    rec_path = os.path.join(WORK, f"records-{rows}", "records.tfrecord.gz")
-    if os.path.exists(ex_path) and os.path.exists(rec_path):
-        return ex_path, rec_path
-    df = nycflights.load_flights().iloc[:rows]
-    z = (df["sched_dep_hour"].to_numpy() - 13) / 5 + (df["distance"].to_numpy() - 1000) / 800
+
+def _records(ids, preds, norms):
+    import tensorflow as tf
+
+    for i, (eid, p, h) in enumerate(zip(ids, preds, norms)):
+        r = tf.train.Example()
+        f = r.features.feature
+        f["example_id"].bytes_list.value.append(eid.encode())
+        f["prediction"].float_list.value.append(float(p))
+        f["hidden_norm"].float_list.value.append(float(h))
+        f["timestamp"].int64_list.value.append(1_700_000_000 + i)
+        f["model_version"].bytes_list.value.append(b"1")
+        yield r.SerializeToString()
+
+
+def _flights3m_examples(df):
+    import tensorflow as tf
+
+    feature = tf.train.Feature
+    when = (df["date"].astype("int64") // 10**9).to_numpy()
+    for eid, t, delay, dist, o, d in zip(
+        df["example_id"], when, df["delay"], df["distance"], df["origin"], df["destination"]
+    ):
+        f = {
+            "example_id": feature(bytes_list=tf.train.BytesList(value=[eid.encode()])),
+            "label": feature(int64_list=tf.train.Int64List(value=[int(delay > 15)])),
+            "timestamp": feature(int64_list=tf.train.Int64List(value=[int(t)])),
+            "distance": feature(float_list=tf.train.FloatList(value=[float(dist)])),
+            "origin": feature(bytes_list=tf.train.BytesList(value=[o.encode()])),
+            "dest": feature(bytes_list=tf.train.BytesList(value=[d.encode()])),
+        }
+        yield tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString()
+
+
+def prepare(source: str, rows: int, shards: int) -> tuple[str, str]:
+    """Example and plain forward-record files for `rows` rows of `source` (cached under benchmarks/work/)."""
+    import numpy as np
+
+    tag = f"{source}-{rows}-{shards}"
+    ex_prefix = os.path.join(WORK, tag, "examples", "data_tfrecord")
+    rec_prefix = os.path.join(WORK, tag, "records", "records")
+    done = os.path.join(WORK, tag, "DONE")
+    if os.path.exists(done):
+        return f"{ex_prefix}-*.gz", f"{rec_prefix}-*.gz"
+    if source == "nycflights13":
+        from tfx_curator.data import nycflights
+
+        df = nycflights.load_flights().iloc[:rows]
+        z = (df["sched_dep_hour"].to_numpy() - 13) / 5 + (df["distance"].to_numpy() - 1000) / 800
+        examples = nycflights.to_examples(df)
+    else:
+        from benchmarks import flights3m
+
+        df = flights3m.load().iloc[:rows]
+        z = (df["date"].dt.hour.to_numpy() - 13) / 5 + (df["distance"].to_numpy() - 1000) / 800
+        examples = _flights3m_examples(df)
     pred = 1 / (1 + np.exp(-(z - 1.2)))
-    os.makedirs(os.path.dirname(ex_path), exist_ok=True)
-    os.makedirs(os.path.dirname(rec_path), exist_ok=True)
-    with tf.io.TFRecordWriter(ex_path, options="GZIP") as w:
-        for ex in nycflights.to_examples(df):
-            w.write(ex)
-    rng = np.random.default_rng(0)
-    norms = rng.gamma(2.0, 1.0, len(df))
-    with tf.io.TFRecordWriter(rec_path, options="GZIP") as w:
-        for i, (eid, p, h) in enumerate(zip(df[nycflights.ID_FEATURE], pred, norms)):
-            r = tf.train.Example()
-            f = r.features.feature
-            f["example_id"].bytes_list.value.append(eid.encode())
-            f["prediction"].float_list.value.append(float(p))
-            f["hidden_norm"].float_list.value.append(float(h))
-            f["timestamp"].int64_list.value.append(1_700_000_000 + i)
-            f["model_version"].bytes_list.value.append(b"1")
-            w.write(r.SerializeToString())
-    return ex_path, rec_path
+    norms = np.random.default_rng(0).gamma(2.0, 1.0, len(df))
+    ex_glob = _write_sharded(ex_prefix, examples, len(df), shards)
+    rec_glob = _write_sharded(rec_prefix, _records(df["example_id"], pred, norms), len(df), shards)
+    open(done, "w").close()
+    return ex_glob, rec_glob
 
 
 def run_copy(examples: str, records: str, out: str, beam_args: list[str], reader: str) -> None:
@@ -107,7 +152,7 @@ def run_curator(
 
 
 def measure(args: list[str]) -> dict:
-    """Run this module's `--job ...` in a subprocess; wall time and peak RSS of its process tree."""
+    """Run this module's `--job ...` in a subprocess; wall time, CPU time and peak RSS of its process tree."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -157,11 +202,20 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rows", type=int, default=327_346)
+    parser.add_argument("--source", choices=["nycflights13", "flights3m"], default="nycflights13")
+    parser.add_argument(
+        "--shards", type=int, default=4, help="files per input (ExampleGen writes sharded files)"
+    )
+    parser.add_argument(
+        "--jobs",
+        default="copy,copy_beam_reader,curator,curator_global,curator_stats",
+        help="comma-separated jobs to run (curator_mp: window mode on multi_processing, 2 workers)",
+    )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "curator_vs_copy.md"))
     parser.add_argument(
         "--job",
-        choices=["copy", "copy_beam_reader", "curator", "curator_stats", "curator_global"],
+        choices=["copy", "copy_beam_reader", "curator", "curator_stats", "curator_global", "curator_mp"],
         help=argparse.SUPPRESS,
     )
     parser.add_argument("--examples", help=argparse.SUPPRESS)
@@ -187,8 +241,8 @@ def main(argv=None) -> int:
             print(json.dumps(acc))
         return 0
 
-    examples, records = prepare(args.rows)
-    jobs = ["copy", "copy_beam_reader", "curator", "curator_global", "curator_stats"]
+    examples, records = prepare(args.source, args.rows, args.shards)
+    jobs = args.jobs.split(",")
     results = {j: [] for j in jobs}
     for _ in range(args.repeats):
         for j in jobs:  # interleaved, so drift in machine load hits every job alike
@@ -216,14 +270,17 @@ def main(argv=None) -> int:
         "curator": "curator, window mode, no TFDV statistics",
         "curator_global": "curator, global mode, no TFDV statistics",
         "curator_stats": "curator, window mode + TFDV statistics (default)",
+        "curator_mp": "curator, window mode, no statistics, multi_processing (2 workers)",
     }
     lines = [
         "# Curator job vs a Beam copy of the same inputs",
         "",
-        f"Command: `.venv/bin/python -m benchmarks.curator_vs_copy --rows {args.rows} --repeats {args.repeats}`  ",
+        f"Command: `.venv/bin/python -m benchmarks.curator_vs_copy --source {args.source} --rows {args.rows} "
+        f"--shards {args.shards} --repeats {args.repeats} --jobs {args.jobs}`  ",
         f"Date: {datetime.date.today()}  ",
         f"Machine: {machine()}  ",
-        f"Data: {args.rows:,} nycflights13 examples + {args.rows:,} plain forward records, gzip TFRecords; "
+        f"Data: {args.rows:,} {args.source} examples + {args.rows:,} plain forward records, {args.shards} gzip "
+        "TFRecord files each; "
         "budget 10%, DirectRunner in-memory, each job in its own process (best of the repeats).",
         "",
         "| job | wall (s) | wall ratio vs copy | CPU (s) | CPU ratio vs copy | examples/s (wall) | peak RSS of process tree (MB) |",
@@ -235,8 +292,10 @@ def main(argv=None) -> int:
             f"| {labels[j]} | {best[j]:.1f} | {best[j] / best['copy']:.2f} | {cpu[j]:.1f} | "
             f"{cpu[j] / cpu['copy']:.2f} | {args.rows / best[j]:,.0f} | {peak:,.0f} |"
         )
-    acc = results["curator"][0]["result"]
-    lines += ["", f"Curator accounting (window mode): {acc}", ""]
+    accounting = {j: rs[0]["result"] for j, rs in results.items() if rs[0]["result"]}
+    lines += ["", "Curator accounting per job (read = selected + not selected + rejected):", ""]
+    lines += [f"- {j}: {a}" for j, a in accounting.items()]
+    lines.append("")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         f.write("\n".join(lines))
