@@ -253,12 +253,8 @@ def _dtype_name(dtype_enum: int) -> str:
         return f"dtype {dtype_enum}"
 
 
-def _tensor_values(tensor_proto) -> tuple[list, tuple]:
-    """(flat list of values, shape) of a TensorProto, with a size guard (the proto is untrusted).
-
-    Tensors with one explicit value per element are read directly; everything else (tensor_content,
-    broadcast values, other dtypes) goes through tf.make_ndarray.
-    """
+def _tensor_shape(tensor_proto) -> tuple[tuple, int]:
+    """(shape, number of elements) of a TensorProto; RecordError for unknown dimensions or too many elements."""
     shape = tuple(dim.size for dim in tensor_proto.tensor_shape.dim)
     size = 1
     for dim in shape:
@@ -267,11 +263,27 @@ def _tensor_values(tensor_proto) -> tuple[list, tuple]:
         size *= dim
         if size > MAX_TENSOR_ELEMENTS:
             raise RecordError("bad_tensor", "too many elements")
+    return shape, size
+
+
+def _tensor_values(tensor_proto, one_per_element: bool = False) -> tuple[list, tuple]:
+    """(flat list of values, shape) of a TensorProto, with a size guard (the proto is untrusted).
+
+    Tensors with one explicit value per element are read directly; everything else (tensor_content,
+    broadcast values, other dtypes) goes through tf.make_ndarray. `one_per_element` refuses broadcast values
+    (fewer values than elements), as ids and serialized requests must come: a broadcast would turn a few
+    bytes into up to MAX_TENSOR_ELEMENTS examples (seconds of CPU for one record).
+    """
+    shape, size = _tensor_shape(tensor_proto)
     field = _VALUE_FIELDS.get(tensor_proto.dtype)
+    if field is None and tensor_proto.dtype in _INTEGER_DTYPES:
+        field = "int_val"  # int8, int16, uint8
     if field is not None and not tensor_proto.tensor_content:
         values = getattr(tensor_proto, field)
         if len(values) == size:
             return list(values), shape
+    if one_per_element and not tensor_proto.tensor_content:
+        raise RecordError("bad_tensor", f"fewer values than the {size} elements (a broadcast)")
     try:
         return tf.make_ndarray(tensor_proto).reshape(-1).tolist(), shape
     except Exception as e:  # noqa: BLE001 - any failure of an untrusted tensor is a reject
@@ -406,7 +418,7 @@ def _predict_ids(predict_log, config: RecordConfig) -> list:
         if tensor.dtype != _DT_STRING and tensor.dtype not in _INTEGER_DTYPES:
             raise RecordError("bad_id_type", _dtype_name(tensor.dtype))
         out = []
-        for value in _tensor_values(tensor)[0]:
+        for value in _tensor_values(tensor, one_per_element=True)[0]:
             try:
                 out.append(_id_from_value(value))
             except RecordError as e:
@@ -416,7 +428,7 @@ def _predict_ids(predict_log, config: RecordConfig) -> list:
     if tensor is None:
         raise RecordError("no_request_example", "no serialized tf.Example input")
     examples = []
-    for serialized in _tensor_values(tensor)[0]:
+    for serialized in _tensor_values(tensor, one_per_element=True)[0]:
         try:
             examples.append((_parse(tf.train.Example, serialized, "unparseable_request_example"), None))
         except RecordError as e:
@@ -437,12 +449,12 @@ def _per_row(tensor_proto, n: int, field: str, config: RecordConfig, allow_two_c
     """One value per example from a predict output: [n], [n, 1], ... or (binary) [n, 2] -> column 1."""
     if tensor_proto.dtype not in _NUMERIC_DTYPES:
         raise RecordError(f"bad_{field}_type", _dtype_name(tensor_proto.dtype))
+    shape, size = _tensor_shape(tensor_proto)  # checked before decoding: a broadcast may claim 2**20 values
+    two_columns = allow_two_columns and config.task == "binary" and size == 2 * n and shape and shape[-1] == 2
+    if size != n and not two_columns:
+        raise RecordError(f"bad_{field}_shape", f"shape {shape} for {n} examples")
     values, shape = _tensor_values(tensor_proto)
-    if len(values) == n:
-        return values
-    if allow_two_columns and config.task == "binary" and len(values) == 2 * n and shape and shape[-1] == 2:
-        return values[1::2]
-    raise RecordError(f"bad_{field}_shape", f"shape {shape} for {n} examples")
+    return values[1::2] if two_columns else values
 
 
 def _decode_predict(predict_log, config: RecordConfig):
