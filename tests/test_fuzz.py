@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import math
 import os
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -467,6 +468,39 @@ def test_plain_batch_on_random_bytes(raw):
     got, rejects = records.decode_plain_batch([raw, raw], BINARY)
     assert len(got) + len(rejects) == 2
     assert {reason for _, reason in rejects} <= set(records.REJECT_REASONS)
+
+
+def test_a_broadcast_string_tensor_is_rejected_not_parsed_half_a_million_times():
+    """Found by fuzzing (a deadline exceeded): a 30-byte predict log whose request tensor claims 2**19 empty
+    serialized examples took 4 s to decode; strings must come one per element."""
+    raw = (
+        b"2,\n*\x12\x14\n\x06inputs\x12\n\x08\x07\x12\x06\x12\x04\x08\x80\x80 "
+        b"\x12\x12\n\x08examples\x12\x06\x08\x01\x12\x02\x12\x00"
+    )
+    started = time.monotonic()
+    assert records.decode_prediction_log_lenient(raw, BINARY) == ([], ["bad_tensor"])
+    assert time.monotonic() - started < 0.5
+
+
+def test_a_broadcast_prediction_is_checked_against_the_examples_before_it_is_decoded():
+    """A 63-byte log whose prediction claims 2**20 broadcast floats for one id took ~90 ms to reject."""
+    log = prediction_log_pb2.PredictionLog()
+    prediction = log.predict_log.response.outputs["prediction"]
+    prediction.dtype = types_pb2.DT_FLOAT
+    prediction.tensor_shape.dim.add().size = records.MAX_TENSOR_ELEMENTS
+    prediction.float_val.append(0.5)
+    ids = log.predict_log.response.outputs["example_id"]
+    ids.dtype = types_pb2.DT_INT64
+    ids.tensor_shape.dim.add().size = 1
+    ids.int64_val.append(7)
+    started = time.monotonic()
+    assert records.decode_prediction_log_lenient(log.SerializeToString(), BINARY) == (
+        [],
+        ["bad_prediction_shape"],
+    )
+    ids.tensor_shape.dim[0].size = records.MAX_TENSOR_ELEMENTS  # a broadcast id: 2**20 records of one id
+    assert records.decode_prediction_log_lenient(log.SerializeToString(), BINARY) == ([], ["bad_tensor"])
+    assert time.monotonic() - started < 0.5
 
 
 def test_huge_tensor_shapes_are_rejected_without_allocating():
