@@ -289,9 +289,30 @@ def _rate(options: CurationOptions, c: plan.SplitCounts) -> float:
     return selection.budget_count(options.budget, c.n) / c.n if c.n else 0.0
 
 
+class _ConcatScoresFn(beam.CombineFn):
+    """Concatenates score arrays per key; combiner lifting merges them within a bundle before the shuffle, so
+    a window's scores cross as a few large arrays, not one small array per batch."""
+
+    def create_accumulator(self):
+        return []
+
+    def add_input(self, acc, scores):
+        acc.append(scores)
+        return acc
+
+    def merge_accumulators(self, accs):
+        merged = [a for acc in accs for a in acc]
+        return [np.concatenate(merged)] if merged else []
+
+    def compact(self, acc):
+        return [np.concatenate(acc)] if len(acc) > 1 else acc
+
+    def extract_output(self, acc):
+        return np.concatenate(acc) if acc else np.zeros(0)
+
+
 def _window_lambda(element, options: CurationOptions, counts: dict):
-    (split, k), arrays = element
-    scores = np.concatenate(list(arrays))
+    (split, k), scores = element
     return split, (k, plan.window_lambda(scores, _rate(options, _counts(counts, split)), options.p_min))
 
 
@@ -345,7 +366,7 @@ class SolveThresholds(beam.PTransform):
                 | "IdsAndScores"
                 >> beam.FlatMap(_scored)  # fused with scoring: only ids and scores cross over
                 | "WindowScores" >> beam.FlatMap(_window_scores, o, counts_side)
-                | "GroupWindows" >> beam.GroupByKey()
+                | "GroupWindows" >> beam.CombinePerKey(_ConcatScoresFn())
                 | "WaterFillWindows" >> beam.Map(_window_lambda, o, counts_side)
             )
         elif o.strategy in selection.IMPORTANCE_STRATEGIES:
