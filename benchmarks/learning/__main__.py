@@ -3,6 +3,8 @@
     .venv/bin/python -m benchmarks.learning --dataset nycflights_delay
     .venv/bin/python -m benchmarks.learning --dataset nycflights_cancelled
     .venv/bin/python -m benchmarks.learning --dataset diamonds
+    .venv/bin/python -m benchmarks.learning --dataset flights3m_delay60 --arms full uniform \
+        negative_downsampling loss_window grad_norm defensive_0.1 defensive_0.3 defensive_0.5
     .venv/bin/python -m benchmarks.learning --summary        # cross-data-set defaults, from the three results
 
 Each data set run writes benchmarks/results/learning_<dataset>.md (tables), .png (plots) and _raw.csv (one
@@ -216,7 +218,9 @@ def report_only(name: str) -> int:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", help="one of: nycflights_delay, nycflights_cancelled, diamonds")
+    p.add_argument(
+        "--dataset", help="one of: nycflights_delay, nycflights_cancelled, diamonds, flights3m_delay60"
+    )
     p.add_argument("--summary", action="store_true", help="cross-data-set default recommendation")
     p.add_argument("--report-only", action="store_true", help="re-render the tables and plot from the CSV")
     p.add_argument("--name", help="results file name (default: the data set's)")

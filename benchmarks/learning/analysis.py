@@ -287,6 +287,8 @@ def plot(rows: pd.DataFrame, task: str, steps: tuple[int, ...], title: str, path
             if diffs:
                 span = max(abs(min(diffs)), abs(max(diffs))) * 1.6
                 bottom.set_ylim(-span, span)
+    if "top_k" in rows["arm"].values:
+        fig.text(0.01, 0.005, "top_k lies far below the plotted range (see the tables).", fontsize=8)
     axes[0][0].legend(fontsize=7, loc="best")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

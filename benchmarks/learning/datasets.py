@@ -138,6 +138,20 @@ def load_diamonds() -> pd.DataFrame:
     return df
 
 
+def load_flights3m() -> pd.DataFrame:
+    """flights-3m (npm vega-datasets@3.2.1, via benchmarks.flights3m) with calendar features and half-month spans."""
+    from benchmarks import flights3m
+
+    df = flights3m.load()
+    when = pd.to_datetime(df["date"])
+    df[TIMESTAMP] = when.astype("int64") // 10**9
+    df["weekday"] = when.dt.weekday.astype(np.int64)
+    df["dep_hour"] = when.dt.hour.astype(np.int64)
+    df["half_month"] = (when.dt.month * 2 + (when.dt.day > 15)).astype(np.int64)
+    df["distance"] = df["distance"].astype(np.float64)
+    return df
+
+
 FLIGHT_FEATURES = dict(
     string_features=("carrier", "origin", "dest"),
     int_features=("weekday", "sched_dep_hour", "sched_dep_minute", "sched_arr_hour"),
@@ -174,6 +188,24 @@ DATASETS: dict[str, DatasetConfig] = {
         keep_missing_label=True,
         seeds_by_budget=((0.05, 5), (0.1, 5)),
         **FLIGHT_FEATURES,
+    ),
+    "flights3m_delay60": DatasetConfig(
+        name="flights3m_delay60",
+        description="flights-3m (US 2001), label delay > 60 min (imbalanced, 5.1%), half-month spans",
+        source="npm vega-datasets@3.2.1 data/flights-3m.parquet (benchmarks/flights3m.py)",
+        load=load_flights3m,
+        task="binary",
+        label_column="delay",
+        positive_rule="delay > 60",
+        positive=lambda s: s > 60,
+        span_column="half_month",
+        time_column=TIMESTAMP,
+        string_features=("origin", "destination"),
+        int_features=("weekday", "dep_hour"),
+        float_features=("distance",),
+        log_features=("distance",),
+        max_rows_per_span=10_000,
+        seeds_by_budget=((0.05, 5), (0.1, 5)),
     ),
     "diamonds": DatasetConfig(
         name="diamonds",
@@ -242,12 +274,12 @@ def make_spans(
 
 
 def derive_model_config(config: DatasetConfig, first: pd.DataFrame) -> model_lib.ModelConfig:
-    """Wide-and-deep config from the first span: string vocabularies (hashed beyond 64 values), int columns as
+    """Wide-and-deep config from the first span: string vocabularies (hashed beyond 400 values), int columns as
     small vocabularies, numeric columns standardised with the first span's mean and sd (log1p if listed)."""
     categorical, numeric = [], []
     for c in config.string_features:
         values = sorted(first[c].dropna().astype(str).unique())
-        if len(values) <= 64:
+        if len(values) <= 400:
             categorical.append(model_lib.Categorical(c, vocabulary=tuple(values), embedding_dim=4))
         else:
             categorical.append(model_lib.Categorical(c, hash_bins=128, embedding_dim=6))

@@ -29,8 +29,8 @@ from benchmarks.learning import analysis
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(HERE, "results")
-DATASETS = ("nycflights_delay", "nycflights_cancelled", "diamonds")
-IMBALANCED = ("nycflights_cancelled",)
+DATASETS = ("nycflights_delay", "nycflights_cancelled", "flights3m_delay60", "diamonds")
+IMBALANCED = ("nycflights_cancelled", "flights3m_delay60")
 CANDIDATES = {"loss_window": 0.0, "defensive_0.1": 0.1, "defensive_0.3": 0.3, "defensive_0.5": 0.5}
 SMALL_BUDGETS = (0.05, 0.1)
 
