@@ -146,12 +146,6 @@ def test_mean_of_duplicate_records_does_not_depend_on_their_order(seed):
         assert again == first  # bit for bit (NaN-free fields)
 
 
-@pytest.mark.xfail(
-    reason="ScoreSummary keeps float sums per bin: the merge order changes the global lambda in its last "
-    "bit or two (see SECURITY.md, 'Determinism'); curated bytes change only if a float32 weight or a u < p "
-    "decision sits on that last bit (none of 1e6 float32 weights did in a check)",
-    strict=True,
-)
 def test_global_threshold_does_not_depend_on_how_scores_are_partitioned():
     rng = np.random.default_rng(0)
     for _ in range(10):

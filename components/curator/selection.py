@@ -636,7 +636,10 @@ class ScoreSummary:
     on the summary meets the budget on the real data to within ``d`` (< 0.07%) relative, on any data.
     The degenerate cases (floor bound, budget >= n, zero fill) depend only on exact counts and are exact.
 
-    Memory: 24 bytes per non-empty bin, about ``bins_per_octave`` bins per octave spanned by the positive
+    The per-bin sums are exact integers (each score's mantissa in the bin's unit), so merging in any order
+    or partitioning gives the same summary and the same ``lam``, bit for bit.
+
+    Memory: 32 bytes per non-empty bin, about ``bins_per_octave`` bins per octave spanned by the positive
     scores (scores in [1e-3, 1e3]: at most 20,400 bins, 490 KB); the hard ceiling is the float64 range,
     ~2.15 million bins, whatever n is. Merging costs O(bins log bins).
     """
@@ -647,7 +650,10 @@ class ScoreSummary:
         self.bins_per_octave = int(bins_per_octave)
         self.keys = np.zeros(0, dtype=np.int64)
         self.counts = np.zeros(0, dtype=np.int64)
-        self.sums = np.zeros(0, dtype=np.float64)
+        # Exact per-bin sums as integers: sum = (hi * 2^32 + lo) * 2^unit(key), lo < 2^32 after each merge.
+        # Integer addition is associative, so the summary (and lambda) never depends on merge order.
+        self.sum_hi = np.zeros(0, dtype=np.int64)
+        self.sum_lo = np.zeros(0, dtype=np.int64)
         self.n_zero = 0
 
     @property
@@ -667,15 +673,32 @@ class ScoreSummary:
     def __repr__(self) -> str:
         return f"ScoreSummary(n={self.n}, n_zero={self.n_zero}, bins={self.n_bins})"
 
-    def _combine(self, keys: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> None:
-        """Merge sparse (keys, counts, sums) into self (keys need not be unique or sorted)."""
+    def _unit_exponents(self, keys: np.ndarray) -> np.ndarray:
+        """Exponent of the integer unit of each bin's sum: floor(key / bins_per_octave) - 54."""
+        return np.floor_divide(keys, self.bins_per_octave) - 54
+
+    @property
+    def sums(self) -> np.ndarray:
+        """Per-bin sums as float64: a deterministic function of the exact integer sums."""
+        total = self.sum_hi.astype(np.float64) * 4294967296.0 + self.sum_lo.astype(np.float64)
+        return np.ldexp(total, self._unit_exponents(self.keys).astype(np.int32))
+
+    def _combine(self, keys: np.ndarray, counts: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> None:
+        """Merge sparse (keys, counts, hi, lo) into self (keys need not be unique or sorted); exact."""
         keys = np.concatenate([self.keys, keys])
+        if not keys.size:
+            return
         counts = np.concatenate([self.counts, counts])
-        sums = np.concatenate([self.sums, sums])
-        unique, inverse = np.unique(keys, return_inverse=True)
-        self.keys = unique
-        self.counts = np.bincount(inverse, weights=counts, minlength=unique.size).round().astype(np.int64)
-        self.sums = np.bincount(inverse, weights=sums, minlength=unique.size)
+        hi = np.concatenate([self.sum_hi, hi])
+        lo = np.concatenate([self.sum_lo, lo])
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+        self.keys = keys[starts]
+        self.counts = np.add.reduceat(counts[order], starts)
+        lo_sum = np.add.reduceat(lo[order], starts)
+        self.sum_hi = np.add.reduceat(hi[order], starts) + (lo_sum >> 32)
+        self.sum_lo = lo_sum & 0xFFFFFFFF
 
     def add(self, scores: np.ndarray) -> ScoreSummary:
         """Add a batch of scores (vectorised). Returns self. ValueError on NaN/inf/negative scores."""
@@ -685,16 +708,13 @@ class ScoreSummary:
         if positive.size == 0:
             return self
         keys = np.floor(np.log2(positive) * self.bins_per_octave).astype(np.int64)
-        lowest = int(keys.min())
-        span = int(keys.max()) - lowest + 1
-        if span <= 4 * positive.size + 1024:  # dense bincount over the batch's key range
-            offset = keys - lowest
-            counts = np.bincount(offset, minlength=span)
-            sums = np.bincount(offset, weights=positive, minlength=span)
-            present = np.flatnonzero(counts)
-            self._combine(present + lowest, counts[present], sums[present])
-        else:  # extremely wide batch: aggregate through the merge's np.unique instead
-            self._combine(keys, np.ones(keys.size, dtype=np.int64), positive)
+        # Each score as an exact integer in its bin's unit: its 53-bit mantissa shifted by 0..3.
+        mantissa, exponent = np.frexp(positive)
+        shift = exponent - np.floor_divide(keys, self.bins_per_octave) + 1
+        if shift.min() < 0 or shift.max() > 3:  # log2 rounding moves a score at most one binade
+            raise AssertionError("a score fell outside its bin's binades")
+        value = (mantissa * 2.0**53).astype(np.int64) << shift
+        self._combine(keys, np.ones(keys.size, dtype=np.int64), value >> 32, value & 0xFFFFFFFF)
         return self
 
     @staticmethod
@@ -710,7 +730,8 @@ class ScoreSummary:
             merged._combine(
                 np.concatenate([s.keys for s in summaries]),
                 np.concatenate([s.counts for s in summaries]),
-                np.concatenate([s.sums for s in summaries]),
+                np.concatenate([s.sum_hi for s in summaries]),
+                np.concatenate([s.sum_lo for s in summaries]),
             )
         return merged
 
@@ -726,8 +747,9 @@ class ScoreSummary:
         lam = _degenerate_lambda(n, n - self.n_zero, budget, p_min)
         if lam is not None:
             return lam
-        order = np.argsort(self.sums / self.counts, kind="stable")  # increasing with the keys, up to rounding
-        means = (self.sums / self.counts)[order]
+        sums = self.sums
+        order = np.argsort(sums / self.counts, kind="stable")  # increasing with the keys, up to rounding
+        means = (sums / self.counts)[order]
         # Bin keys are increasing, so are the means; zero scores enter as value 0 with their count.
         values = np.concatenate([[0.0], means]) if self.n_zero else means
         counts = np.concatenate([[self.n_zero], self.counts[order]]) if self.n_zero else self.counts[order]
