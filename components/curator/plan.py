@@ -195,10 +195,7 @@ def plan_probabilities(
         raise ValueError(
             "no threshold for a window of scored examples: the plan is inconsistent with the data"
         )
-    out = np.empty(s.size)
-    for value in np.unique(lam):  # one call per distinct threshold (window), vectorised within
-        at = lam == value
-        out[at] = selection.probabilities_from_lambda(s[at], float(value), plan.p_min)
+    out = selection.probabilities_from_lambda(s, lam, plan.p_min)
     if plan.mix > 0.0:
         out = selection.defensive_mix(out, plan.rate, plan.mix)
     p[has] = out

@@ -201,29 +201,34 @@ class WaterFillResult:
     note: str
 
 
-def probabilities_from_lambda(scores, lam: float, p_min: float = 0.0) -> np.ndarray:
+def probabilities_from_lambda(scores, lam, p_min: float = 0.0) -> np.ndarray:
     """Probabilities for ``scores`` given a threshold ``lam`` (module docstring: lambda semantics).
 
-    This is how the Beam job turns the global ``lam`` (a side input) into per-element probabilities; it is
-    also how ``water_fill`` computes its own ``p``, so both agree exactly.
+    ``lam`` is one float, or an array with one threshold per score (window mode: each example's window).
+    This is how the Beam job turns thresholds (side inputs) into per-element probabilities; it is also how
+    ``water_fill`` computes its own ``p``, so both agree exactly.
     """
     s = _check_scores(scores)
     p_min = _check_unit("p_min", p_min)
-    lam = float(lam)
-    if math.isnan(lam):
+    lam = np.asarray(lam, dtype=np.float64)
+    if lam.ndim and lam.shape != s.shape:
+        raise ValueError(
+            f"lam must be a float or one threshold per score, got shape {lam.shape} for {s.shape}"
+        )
+    if np.isnan(lam).any():
         raise ValueError("lam must not be NaN")
-    if lam == math.inf:
-        return np.full(s.shape, p_min)
-    if lam == 0.0:
-        return np.ones_like(s)
-    if lam < 0.0:
-        fill = -lam
-        if fill > 1.0:
-            raise ValueError(f"a negative lam encodes the zero-score probability -lam in (0, 1], got {lam}")
-        return np.where(s > 0.0, 1.0, fill)
-    with np.errstate(over="ignore"):
+    if (lam < -1.0).any():
+        raise ValueError(f"a negative lam encodes the zero-score probability -lam in (0, 1], got {lam.min()}")
+    lam = np.broadcast_to(lam, s.shape)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         p = s / lam
     np.clip(p, p_min, 1.0, out=p)
+    special = ~((lam > 0.0) & np.isfinite(lam))
+    if special.any():
+        p[lam == math.inf] = p_min
+        p[lam == 0.0] = 1.0
+        zero_fill = lam < 0.0
+        p[zero_fill] = np.where(s[zero_fill] > 0.0, 1.0, -lam[zero_fill])
     return p
 
 
