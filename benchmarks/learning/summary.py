@@ -103,8 +103,8 @@ def choose_mix(data: dict) -> tuple[str, list[str]]:
                 )
                 if c["metric"] == "ap" and c["budget"] in SMALL_BUDGETS
             ]
-            gains[arm] = float(np.mean([c["mean"] for c in cs])) if cs else math.nan
-            notes.append(f"- `{arm}`: mean ΔAP vs uniform on the imbalanced task at 5-10%: {gains[arm]:+.4f}")
+            gains[arm] = float(np.mean([c["mean"] for c in cs])) if cs else -math.inf
+            notes.append(f"- `{arm}`: mean ΔAP vs uniform on the imbalanced task(s) at 5-10%: {gains[arm]:+.4f}")
         best = max(gains.values())
         chosen = max((a for a in survivors if gains[a] == best), key=lambda a: CANDIDATES[a])
     else:
