@@ -191,11 +191,12 @@ def markdown_per_span(rows: pd.DataFrame, task: str, metric: str, span_names: li
     )
     lines = [head, "|---|---|" + "---:|" * len(steps)]
     m0 = rows[rows["arm"] == "M0"][metric].mean()
-    lines.append(f"| – | M0 (tested on {span_names[1]}) | {_f(m0)} |" + " |" * (len(steps) - 1))
+    digits = 1 if metric == "rmse" else 4
+    lines.append(f"| – | M0 (tested on {span_names[1]}) | {_f(m0, digits)} |" + " |" * (len(steps) - 1))
     means = rows[rows["step"] > 0].groupby(["arm", "budget", "step"])[metric].mean()
     pairs = _ordered(rows[rows["step"] > 0][["arm", "budget"]].drop_duplicates())
     for arm, budget in pairs.itertuples(index=False):
-        vals = [_f(means.get((arm, budget, s), math.nan)) for s in steps]
+        vals = [_f(means.get((arm, budget, s), math.nan), digits) for s in steps]
         b = "100%" if arm == "full" else f"{budget:.0%}"
         lines.append(f"| {b} | {arm} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
@@ -288,7 +289,12 @@ def plot(rows: pd.DataFrame, task: str, steps: tuple[int, ...], title: str, path
                 span = max(abs(min(diffs)), abs(max(diffs))) * 1.6
                 bottom.set_ylim(-span, span)
     if "top_k" in rows["arm"].values:
-        fig.text(0.01, 0.005, "top_k lies far below the plotted range (see the tables).", fontsize=8)
+        fig.text(
+            0.01,
+            0.005,
+            "top_k: far outside the plotted range in the top panels (see the tables).",
+            fontsize=8,
+        )
     axes[0][0].legend(fontsize=7, loc="best")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

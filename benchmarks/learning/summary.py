@@ -104,7 +104,9 @@ def choose_mix(data: dict) -> tuple[str, list[str]]:
                 if c["metric"] == "ap" and c["budget"] in SMALL_BUDGETS
             ]
             gains[arm] = float(np.mean([c["mean"] for c in cs])) if cs else -math.inf
-            notes.append(f"- `{arm}`: mean ΔAP vs uniform on the imbalanced task(s) at 5-10%: {gains[arm]:+.4f}")
+            notes.append(
+                f"- `{arm}`: mean ΔAP vs uniform on the imbalanced task(s) at 5-10%: {gains[arm]:+.4f}"
+            )
         best = max(gains.values())
         chosen = max((a for a in survivors if gains[a] == best), key=lambda a: CANDIDATES[a])
     else:
@@ -112,6 +114,63 @@ def choose_mix(data: dict) -> tuple[str, list[str]]:
         chosen = max((a for a in CANDIDATES if worst[a] == best), key=lambda a: CANDIDATES[a])
         notes.append(f"- none survives: smallest worst standardised loss -> `{chosen}`")
     return chosen, notes
+
+
+IS_ARMS = (
+    "loss_window",
+    "loss_global",
+    "grad_norm",
+    "grad_norm_no_hidden",
+    "defensive_0.1",
+    "defensive_0.3",
+    "defensive_0.5",
+    "negative_downsampling",
+)
+
+
+def _mean(cs: list[dict], dataset=None, metric=None, budgets=None, imbalanced=False) -> float:
+    v = [
+        c["mean"]
+        for c in cs
+        if (dataset is None or c["dataset"] == dataset)
+        and (metric is None or c["metric"] == metric)
+        and (budgets is None or c["budget"] in budgets)
+        and (not imbalanced or c["dataset"] in IMBALANCED)
+    ]
+    return float(np.mean(v)) if v else math.nan
+
+
+def _signed(v: float, digits: int = 4) -> str:
+    return f"{v:+.{digits}f}" if np.isfinite(v) else "–"
+
+
+def overview(data: dict, which: str) -> list[str]:
+    """Per strategy: cells measured, wins / losses vs uniform beyond 2 SE, mean gains by kind of data set."""
+    lines = [
+        "| strategy | cells | wins vs uniform | **losses vs uniform** | losses vs neg. ds. at 5-10% "
+        "| mean ΔAP imbalanced 5-10% | mean ΔAUC imbalanced 5-10% | mean ΔAUC nycflights_delay "
+        "| mean ΔRMSE diamonds ($) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for arm in IS_ARMS:
+        cs = cells(data, arm, "uniform", which)
+        if not cs:
+            continue
+        losses = [c for c in cs if c["verdict"] == "LOSS"]
+        where = ", ".join(f"{c['dataset']} {c['budget']:.0%} {c['metric']}" for c in losses)
+        nds = cells(data, arm, "negative_downsampling", which) if arm != "negative_downsampling" else []
+        nds_losses = sum(c["verdict"] == "LOSS" for c in nds if c["budget"] in SMALL_BUDGETS)
+        wins = sum(c["verdict"] == "win" for c in cs)
+        lines.append(
+            f"| {arm} | {len(cs)} | {wins} | {len(losses)}"
+            + (f" ({where})" if losses else "")
+            + f" | {nds_losses} "
+            f"| {_signed(_mean(cs, metric='ap', budgets=SMALL_BUDGETS, imbalanced=True))} "
+            f"| {_signed(_mean(cs, metric='auc', budgets=SMALL_BUDGETS, imbalanced=True))} "
+            f"| {_signed(_mean(cs, dataset='nycflights_delay', metric='auc'))} "
+            f"| {_signed(_mean(cs, dataset='diamonds'), 1)} |"
+        )
+    return lines
 
 
 def _table(cs: list[dict], title: str) -> list[str]:
@@ -151,6 +210,16 @@ def main() -> int:
         f"**Chosen: `{chosen}` (a = {CANDIDATES[chosen]})**",
         "",
     ]
+    for which, title in (("selection", "selection steps"), ("held_out", "held-out steps")):
+        lines += [
+            f"## Every importance-sampling strategy at a glance ({title})",
+            "",
+            "Cells = (data set, budget, metric) measured; wins / losses = beyond 2 SE of the paired difference "
+            "vs uniform (AUC and AP; RMSE for diamonds, lower is better).",
+            "",
+            *overview(data, which),
+            "",
+        ]
     for which, title in (
         ("held_out", "Held-out steps"),
         ("selection", "Selection steps"),
