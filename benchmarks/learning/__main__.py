@@ -27,16 +27,9 @@ RESULTS = os.path.join(HERE, "results")
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-        with open("/proc/meminfo") as f:
-            mem_kb = int(next(line.split()[1] for line in f if line.startswith("MemTotal")))
-        ram = f"{mem_kb / 2**20:.0f} GiB RAM"
-    except (OSError, StopIteration):
-        ram = "RAM unknown"
-    return f"{cpu}, {os.cpu_count()} cores, {ram}, {platform.system()} {platform.release()}"
+    from benchmarks.record_read_throughput import machine as describe_machine
+
+    return describe_machine()
 
 
 def versions() -> str:
@@ -82,7 +75,7 @@ def render(name: str, rows, meta: dict) -> str:
         "",
         f"- Command: `{meta['command']}`",
         f"- Date: {meta['date']}; wall time {t['wall_seconds'] / 60:.1f} min (data preparation "
-        f"{meta['prepare_seconds']:.0f} s excluded): {t['curate_jobs']} Curator Beam jobs "
+        f"{meta['prepare_seconds']:.0f} s{' (cached)' if meta['prepare_seconds'] < 1 else ''} excluded): {t['curate_jobs']} Curator Beam jobs "
         f"({t['curate_job_seconds'] / 60:.1f} job-min in {meta['workers']} worker processes), training "
         f"{t['train_seconds'] / 60:.1f} min, serving {t['serve_seconds'] / 60:.1f} min (main process).",
         f"- Machine: {meta['machine']}; 1-minute load average before/after: {meta['load_before']} / "

@@ -15,6 +15,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from benchmarks.learning.harness import ARMS, FULL
+
 HIGHER_IS_BETTER = {"auc": True, "ap": True, "log_loss": False, "rmse": False}
 BASELINES = ("uniform", "negative_downsampling")
 
@@ -106,19 +108,7 @@ def _diff(mean, se, digits=4) -> str:
     return f"{mean:+.{digits}f} ± {se:.{digits}f}" if np.isfinite(se) else f"{mean:+.{digits}f}"
 
 
-ARM_ORDER = (
-    "full",
-    "uniform",
-    "negative_downsampling",
-    "top_k",
-    "loss_window",
-    "loss_global",
-    "grad_norm",
-    "grad_norm_no_hidden",
-    "defensive_0.1",
-    "defensive_0.3",
-    "defensive_0.5",
-)
+ARM_ORDER = (FULL.name, *(a.name for a in ARMS))
 
 
 def _ordered(table: pd.DataFrame) -> pd.DataFrame:
@@ -206,18 +196,7 @@ def markdown_per_span(rows: pd.DataFrame, task: str, metric: str, span_names: li
 # Plots
 # ---------------------------------------------------------------------------------------------------------
 
-PLOT_ARMS = (
-    "uniform",
-    "negative_downsampling",
-    "top_k",
-    "loss_window",
-    "loss_global",
-    "grad_norm",
-    "grad_norm_no_hidden",
-    "defensive_0.1",
-    "defensive_0.3",
-    "defensive_0.5",
-)
+PLOT_ARMS = tuple(a.name for a in ARMS)
 
 
 def plot(rows: pd.DataFrame, task: str, steps: tuple[int, ...], title: str, path: str) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.learning import analysis
+from benchmarks.learning.harness import ARMS
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(HERE, "results")
@@ -116,16 +117,7 @@ def choose_mix(data: dict) -> tuple[str, list[str]]:
     return chosen, notes
 
 
-IS_ARMS = (
-    "loss_window",
-    "loss_global",
-    "grad_norm",
-    "grad_norm_no_hidden",
-    "defensive_0.1",
-    "defensive_0.3",
-    "defensive_0.5",
-    "negative_downsampling",
-)
+IS_ARMS = (*(a.name for a in ARMS if a.strategy in ("loss", "grad_norm")), "negative_downsampling")
 
 
 def _mean(cs: list[dict], dataset=None, metric=None, budgets=None, imbalanced=False) -> float:
