@@ -50,7 +50,7 @@ class CurationOptions:
     mode: str = "window"
     window_size: int = 4096
     p_min: float = 0.0
-    mix: float = 0.5
+    mix: float = 0.1  # chosen on the learning benchmark's selection steps (benchmarks/results/learning_summary.md)
     max_weight: float | None = None
     seed: int = 0
     weight_feature: str = "sample_weight"
