@@ -45,6 +45,18 @@ def versions() -> str:
     return f"Python {platform.python_version()}, " + ", ".join(found)
 
 
+def code_version() -> str:
+    """The commit the run used, and whether the product's code differed from it (others edit concurrently)."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "../components", "../pipelines", "../data", "learning")
+    return commit + (" + uncommitted changes in the product code" if dirty else "")
+
+
 def load_average() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -80,7 +92,7 @@ def render(name: str, rows, meta: dict) -> str:
         f"{t['train_seconds'] / 60:.1f} min, serving {t['serve_seconds'] / 60:.1f} min (main process).",
         f"- Machine: {meta['machine']}; 1-minute load average before/after: {meta['load_before']} / "
         f"{meta['load_after']} (the 2 cores are shared with other jobs).",
-        f"- Versions: {meta['versions']}.",
+        f"- Versions: {meta['versions']}; code: {meta.get('code', 'commit not recorded (runs of 2026-11-25)')}.",
         f"- Data: {meta['source']}; label: {meta['positive_rule']}. Spans: "
         + ", ".join(f"{n} ({r} rows, label mean {m:.4g})" for n, r, m in meta["spans"])
         + (
@@ -168,6 +180,7 @@ def run_dataset(args, argv) -> int:
         "date": datetime.date.today().isoformat(),
         "machine": machine(),
         "versions": versions(),
+        "code": code_version(),
         "load_before": load_before,
         "load_after": load_average(),
         "source": config.source,
