@@ -92,3 +92,24 @@ def write_synthetic(root: str, n: int, seed: int = 0, missing: float = 0.0, spli
         ]
     write_tfrecords(os.path.join(root, "records", "records.gz"), records)
     return data
+
+
+def curated_weights(pattern: str, weight_feature: str = "sample_weight") -> dict:
+    """{example_id: weight} of curated examples."""
+    out = {}
+    for raw in read_tfrecords(pattern):
+        f = tf.train.Example.FromString(raw).features.feature
+        out[f["example_id"].bytes_list.value[0]] = f[weight_feature].float_list.value[0]
+    return out
+
+
+def expected_selection(options, split_data) -> dict:
+    """{example_id: float32 weight} the pure library selects for synthetic split data (loss signal)."""
+    from tfx_curator.components.curator import plan, selection
+
+    ids, labels, preds, norms = split_data
+    has = ~np.isnan(preds)
+    scores = np.full(len(ids), np.nan)
+    scores[has] = selection.compute_scores("loss", preds[has], labels[has], "binary", hidden_norm=norms[has])
+    keep, weight, _ = plan.reference_selection(options, ids, scores, labels)
+    return {ids[i]: np.float32(weight[i]) for i in np.flatnonzero(keep)}

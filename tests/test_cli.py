@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfx_curator.components.curator import plan, selection
 from tfx_curator.components.curator.options import CurationOptions
 from tfx_curator.pipelines import cli
 
@@ -188,12 +187,8 @@ def test_curate_end_to_end(synthetic, tmp_path, capsys):
         f = tf.train.Example.FromString(raw).features.feature
         got[f["example_id"].bytes_list.value[0]] = f["sample_weight"].float_list.value[0]
         assert f["x"].float_list.value  # the original features are still there
-    ids, labels, preds, norms = data["train"]
-    has = ~np.isnan(preds)
-    scores = np.full(len(ids), np.nan)
-    scores[has] = selection.compute_scores("loss", preds[has], labels[has], "binary", hidden_norm=norms[has])
-    keep, weight, _ = plan.reference_selection(CurationOptions(**opts), ids, scores, labels)
-    assert got == {ids[i]: np.float32(weight[i]) for i in np.flatnonzero(keep)}
+    assert got == helpers.expected_selection(CurationOptions(**opts), data["train"])
+    has = ~np.isnan(data["train"][2])
     assert max(got.values()) <= 30.0
 
     report = json.load(open(os.path.join(out, "report", "report.json")))

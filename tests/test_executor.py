@@ -10,7 +10,7 @@ import tensorflow as tf
 from tfx.components.util import examples_utils
 from tfx.types import artifact_utils, standard_artifacts
 
-from tfx_curator.components.curator import component, executor, plan, selection
+from tfx_curator.components.curator import component, executor
 from tfx_curator.components.curator.options import CurationOptions
 
 
@@ -19,14 +19,6 @@ def _examples_artifact(uri, splits):
     a.uri = uri
     a.split_names = artifact_utils.encode_split_names(list(splits))
     return a
-
-
-def _weights(pattern):
-    out = {}
-    for raw in helpers.read_tfrecords(pattern):
-        f = tf.train.Example.FromString(raw).features.feature
-        out[f["example_id"].bytes_list.value[0]] = f["sample_weight"].float_list.value[0]
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +55,9 @@ def test_executor_curates_listed_splits_and_copies_the_others(synthetic, tmp_pat
 
     assert artifact_utils.decode_split_names(curated.split_names) == ["train", "eval"]
     assert examples_utils.get_file_format(curated) == "tfrecords_gzip"
-    got = _weights(os.path.join(curated.uri, "Split-train", "data_tfrecord-*.gz"))
-    ids, labels, preds, norms = data["train"]
-    scores = np.full(len(ids), np.nan)
-    has = ~np.isnan(preds)
-    scores[has] = selection.compute_scores("loss", preds[has], labels[has], "binary", hidden_norm=norms[has])
-    keep, weight, _ = plan.reference_selection(CurationOptions(**options), ids, scores, labels)
-    assert got == {ids[i]: np.float32(weight[i]) for i in np.flatnonzero(keep)}
+    got = helpers.curated_weights(os.path.join(curated.uri, "Split-train", "data_tfrecord-*.gz"))
+    assert got == helpers.expected_selection(CurationOptions(**options), data["train"])
+    has = ~np.isnan(data["train"][2])
     # eval copied byte for byte
     assert helpers.read_tfrecords(os.path.join(curated.uri, "Split-eval", "*")) == helpers.read_tfrecords(
         os.path.join(root, "examples", "Split-eval", "*")

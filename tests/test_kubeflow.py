@@ -15,7 +15,6 @@ import subprocess
 import sys
 
 import helpers
-import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import json_format
@@ -23,7 +22,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as entrypoint_utils
 from tfx.utils import import_utils
 
-from tfx_curator.components.curator import executor, plan, selection
+from tfx_curator.components.curator import executor
 from tfx_curator.components.curator.options import CurationOptions
 from tfx_curator.kubeflow import runner
 
@@ -313,22 +312,14 @@ def _run_curator_step(job, data, tmp_path):
 
 
 def _check_outputs(task_root: str, executor_input: dict, truth) -> None:
-    ids, labels, preds, norms = truth
     curated_uri = executor_input["outputs"]["artifacts"]["curated_examples"]["artifacts"][0]["uri"]
     report_uri = executor_input["outputs"]["artifacts"]["curation_report"]["artifacts"][0]["uri"]
 
     # the curated split is exactly the pure library's selection under the compiled parameters
     files = tf.io.gfile.glob(os.path.join(curated_uri, "Split-train", "data_tfrecord-*.gz"))
     assert files, f"no curated files under {curated_uri}"
-    got = {}
-    for raw in helpers.read_tfrecords(os.path.join(curated_uri, "Split-train", "data_tfrecord-*.gz")):
-        f = tf.train.Example.FromString(raw).features.feature
-        got[f["example_id"].bytes_list.value[0]] = f["sample_weight"].float_list.value[0]
-    has = ~np.isnan(preds)
-    scores = np.full(len(ids), np.nan)
-    scores[has] = selection.compute_scores("loss", preds[has], labels[has], "binary", hidden_norm=norms[has])
-    keep, weight, _ = plan.reference_selection(CurationOptions(**COMPILED_OPTIONS), ids, scores, labels)
-    assert got == {ids[i]: np.float32(weight[i]) for i in np.flatnonzero(keep)}
+    got = helpers.curated_weights(os.path.join(curated_uri, "Split-train", "data_tfrecord-*.gz"))
+    assert got == helpers.expected_selection(CurationOptions(**COMPILED_OPTIONS), truth)
     assert 0.1 * N < len(got) < 0.3 * N and max(got.values()) <= 25.0
 
     with open(os.path.join(report_uri, "report.json")) as f:
