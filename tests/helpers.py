@@ -8,6 +8,10 @@ import os
 import numpy as np
 import tensorflow as tf
 
+# Wall-clock limits in tests only guard against hangs: CI machines are shared and slow (a loaded 2-core machine
+# ran the end-to-end pipeline test in over 5 minutes), so a limit is >= 10x the unloaded time and never < 900 s.
+HANG_GUARD_S = 1800
+
 
 def make_example(example_id: bytes | None, label=None, **features) -> bytes:
     ex = tf.train.Example()

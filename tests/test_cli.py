@@ -52,7 +52,7 @@ def _console_script() -> list[str]:
 def _run_cli(*argv):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run(
-        _console_script() + list(argv), capture_output=True, text=True, env=env, timeout=120
+        _console_script() + list(argv), capture_output=True, text=True, env=env, timeout=helpers.HANG_GUARD_S
     )
 
 

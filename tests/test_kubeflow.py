@@ -305,7 +305,7 @@ def _run_curator_step(job, data, tmp_path):
         text=True,
         env=env,
         cwd=str(tmp_path),
-        timeout=600,
+        timeout=helpers.HANG_GUARD_S,
     )
     assert proc.returncode == 0, proc.stderr[-6000:]
     _check_outputs(task_root, executor_input, truth)

@@ -262,7 +262,7 @@ def _run_local(pipeline) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(helpers.HANG_GUARD_S)
 def test_local_dag_bulk_inferrer_curator_statistics_gen(served_model, flights_spans, tmp_path):
     """Issue 5: ImportExampleGen -> BulkInferrer(recorder model) -> Curator -> StatisticsGen, all real."""
     import tensorflow_data_validation as tfdv
@@ -326,7 +326,7 @@ def test_local_dag_bulk_inferrer_curator_statistics_gen(served_model, flights_sp
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(helpers.HANG_GUARD_S)
 def test_create_pipeline_bootstrap_then_curated_step(tmp_path):
     """Issue 6: bootstrap on span 1, then a step curating span 2 served by the pushed model; eval on span 3."""
     from tfx_curator.data import nycflights
@@ -375,7 +375,7 @@ def test_create_pipeline_bootstrap_then_curated_step(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(helpers.HANG_GUARD_S)
 def test_embedding_curator_between_example_gen_and_trainer(served_model, flights_spans, tmp_path):
     """Issue 6 part 5: an existing ExampleGen -> Trainer DAG gets the Curator in a few lines (docs/embedding.md);
     forward records are production logs in the plain format, imported as an Examples artifact."""

@@ -149,7 +149,7 @@ def job_service(tmp_path_factory):
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + helpers.HANG_GUARD_S
         while True:
             if proc.poll() is not None:
                 log.seek(0)
@@ -159,7 +159,7 @@ def job_service(tmp_path_factory):
                 break
             except OSError:
                 if time.time() > deadline:
-                    pytest.fail("job service did not start listening within 90 s")
+                    pytest.fail(f"job service did not start listening within {helpers.HANG_GUARD_S} s")
                 time.sleep(0.5)
         yield f"localhost:{port}"
     finally:
