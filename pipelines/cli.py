@@ -22,6 +22,7 @@ import textwrap
 import warnings
 
 from tfx_curator.components.curator import options as options_lib
+from tfx_curator.components.curator import publish
 from tfx_curator.components.curator.options import CurationOptions
 
 PROG = "tfx-curator"
@@ -249,8 +250,12 @@ def _beam_pipeline_factory(beam_args: list[str]):
 def cmd_curate(args: argparse.Namespace) -> int:
     options = options_from_args(args)  # first: bad options fail before TF and Beam are imported
     split = options.splits[0]
-    _glob_or_fail(args.examples, "--examples")
-    _glob_or_fail(args.records, "--records")
+    inputs = [("--examples", f) for f in _glob_or_fail(args.examples, "--examples")]
+    inputs += [("--records", f) for f in _glob_or_fail(args.records, "--records")]
+    try:
+        publish.check_apart(args.output, inputs, [("--examples", args.examples), ("--records", args.records)])
+    except publish.OutputConflictError as e:
+        raise CliError(str(e)) from None
     beam_args = list(args.beam_arg or [])
     curated_uri, report_uri = _prepare_output(args.output, split, args.overwrite)
     from tfx_curator.components.curator import job

@@ -238,3 +238,42 @@ def test_validate_records(synthetic, tmp_path, capsys):
     shutil.copytree(os.path.join(root, "examples", "Split-train"), bad)
     assert cli.main(["validate-records", "--records", os.path.join(bad, "*")]) == 1
     assert "ANOMALY prediction" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Crash-safe outputs (issue 12)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _files_and_bytes(folder: str) -> dict[str, bytes]:
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            out[os.path.relpath(path, folder)] = open(path, "rb").read()
+    return out
+
+
+@pytest.mark.parametrize("how", ["examples_inside", "records_inside", "output_inside_input", "symlink"])
+def test_overwrite_refuses_inputs_overlapping_the_output(synthetic, tmp_path, capsys, how):
+    """Issue 12, bug 1: `--overwrite` with the inputs under the output used to replace them by an empty shard."""
+    root, _ = synthetic
+    out = tmp_path / "out"
+    shutil.copytree(os.path.join(root, "examples", "Split-train"), out / "Split-train")
+    shutil.copytree(os.path.join(root, "records"), out / "records")
+    examples, records, output = str(out / "Split-train" / "*.gz"), os.path.join(root, "records", "*.gz"), out
+    if how == "records_inside":
+        examples, records = os.path.join(root, "examples", "Split-train", "*"), str(out / "records" / "*.gz")
+    elif how == "output_inside_input":  # the glob would read the output folder on the next run
+        examples, output = str(out / "*" / "*.gz"), out / "new"
+    elif how == "symlink":  # the output named through a link to the folder holding the inputs
+        os.symlink(out, tmp_path / "link")
+        output = tmp_path / "link"
+    before = _files_and_bytes(str(out))
+    argv = ["curate", "--examples", examples, "--records", records, "--output", str(output), "--overwrite"]
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv + ["--no-statistics"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "a run never writes where it reads" in err, err
+    assert _files_and_bytes(str(out)) == before  # inputs untouched

@@ -1,0 +1,173 @@
+"""Crash-safe outputs: inputs kept apart from the output, results staged in a sibling folder, published by rename.
+
+The output-committer pattern (Hadoop/Spark): a run writes everything (curated splits, report, rejects,
+statistics) into `<target>.tmp-<id>` next to the target, on the same filesystem, and only after the accounting
+check passed publishes it:
+
+    1. target absent (or an empty folder): one rename, `<target>.tmp-<id>` -> `<target>`;
+    2. target present: `<target>` -> `<target>.old-<id>`, `<target>.tmp-<id>` -> `<target>`, delete the old one.
+
+A kill at any moment therefore leaves the old output or the complete new one at `<target>`, except between the
+two renames of case 2, where `<target>` is absent for an instant: `<target>.tmp-<id>` is then complete (it holds
+the `_COMPLETE` marker written just before the first rename) and `recover` (run by the next run, before anything
+else) moves it in; an `.old-*` sibling without a complete `.tmp-*` one is moved back. Then every other `.tmp-*`
+and `.old-*` sibling of the target is deleted: they are what a killed run left behind (one writer per output).
+
+Local paths use `os` (atomic renames on one filesystem, and no TensorFlow import); other schemes (gs://, ...) go
+through `tf.io.gfile`, whose directory renames copy object by object: not atomic there, but a reader of
+`<target>` still never sees a partial result without its report, since the report is written first.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+from collections.abc import Iterable
+
+TMP_INFIX = ".tmp-"
+OLD_INFIX = ".old-"
+COMPLETE_MARKER = "_COMPLETE"
+
+
+class OutputConflictError(ValueError):
+    """The output folder and an input path overlap: publishing would replace (or read) the inputs."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# File systems: local paths through os (no TensorFlow), others through tf.io.gfile
+# ---------------------------------------------------------------------------------------------------------
+
+
+def is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def _gfile():
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+def exists(path: str) -> bool:
+    return os.path.exists(path) if is_local(path) else _gfile().exists(path)
+
+
+def isdir(path: str) -> bool:
+    return os.path.isdir(path) if is_local(path) else _gfile().isdir(path)
+
+
+def listdir(path: str) -> list[str]:
+    return sorted(os.listdir(path) if is_local(path) else (p.rstrip("/") for p in _gfile().listdir(path)))
+
+
+def makedirs(path: str) -> None:
+    os.makedirs(path, exist_ok=True) if is_local(path) else _gfile().makedirs(path)
+
+
+def rename(src: str, dst: str) -> None:
+    os.rename(src, dst) if is_local(src) else _gfile().rename(src, dst, overwrite=False)
+
+
+def rmtree(path: str) -> None:
+    if not exists(path):
+        return
+    if is_local(path):
+        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+    else:
+        _gfile().rmtree(path) if _gfile().isdir(path) else _gfile().remove(path)
+
+
+def copy_tree(src: str, dst: str) -> None:
+    """Copy a folder (hard links where the filesystem allows: the files are never modified afterwards)."""
+    if is_local(src):
+        shutil.copytree(src, dst, copy_function=_link_or_copy)
+        return
+    gfile = _gfile()
+    for root, _, files in gfile.walk(src):
+        rel = posixpath.relpath(root, src)
+        target = dst if rel == "." else posixpath.join(dst, rel)
+        gfile.makedirs(target)
+        for name in files:
+            gfile.copy(posixpath.join(root, name), posixpath.join(target, name))
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _join(folder: str, name: str) -> str:
+    return os.path.join(folder, name) if is_local(folder) else posixpath.join(folder, name)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Inputs apart from the output
+# ---------------------------------------------------------------------------------------------------------
+
+
+def normalize(path: str) -> str:
+    """Absolute path with symlinks resolved (local), or the normalised URI (other schemes)."""
+    if is_local(path):
+        return os.path.realpath(path)
+    scheme, rest = path.split("://", 1)
+    return f"{scheme}://{posixpath.normpath(rest)}"
+
+
+def _contains(folder: str, path: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _split_glob(pattern: str) -> tuple[str, list[str]]:
+    """(base folder, the path components from the first one holding a wildcard on)."""
+    sep = os.sep if is_local(pattern) else "/"
+    parts = pattern.split(sep)
+    first = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), len(parts))
+    return sep.join(parts[:first]) or sep, parts[first:]
+
+
+def glob_reaches(pattern: str, folder: str) -> bool:
+    """Whether `pattern` can match `folder` itself or a path inside it (so a re-run would read it)."""
+    import fnmatch
+
+    base, wild = _split_glob(pattern)
+    if not wild:
+        return False
+    base, folder = normalize(base), normalize(folder)
+    if not _contains(base, folder) or base == folder:
+        return False
+    rel = folder[len(base.rstrip("/")) + 1 :].split("/")
+    return len(wild) >= len(rel) and all(fnmatch.fnmatchcase(r, w) for r, w in zip(rel, wild))
+
+
+def check_apart(
+    output: str, inputs: Iterable[tuple[str, str]], patterns: Iterable[tuple[str, str]] = ()
+) -> None:
+    """Raise OutputConflictError when `output` contains, equals or lies inside an input path, or an input glob
+    can match the output folder or something in it (a re-run would read its own output).
+
+    inputs: (what, path) pairs, e.g. ("--examples", a file or folder a glob matched); patterns: (what, glob).
+    Symlinks are resolved, so a link to the output folder (or from it) is caught too.
+    """
+    out = normalize(output)
+    for what, path in inputs:
+        p = normalize(path)
+        if _contains(out, p) or _contains(p, out):
+            where = "is inside the output folder" if _contains(out, p) else "contains the output folder"
+            raise OutputConflictError(
+                f"{what} path {path} {where} {output}: a run never writes where it reads; "
+                "choose an --output outside the inputs"
+            )
+    for what, pattern in patterns:
+        if glob_reaches(pattern, output):
+            raise OutputConflictError(
+                f"{what} {pattern!r} would match the output folder {output} or files in it: a run never writes "
+                "where it reads; choose an --output outside the inputs"
+            )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Staging and publishing
+# ---------------------------------------------------------------------------------------------------------
