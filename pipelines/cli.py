@@ -4,8 +4,10 @@
     tfx-curator validate-records --records GLOB [--id-feature ...]
 
 `curate` runs the same job as the Curator component (components/curator/job.py) and writes the same files:
-`<output>/Split-<split-name>/data_tfrecord-*.gz` and `<output>/report/` (report.json, report.html, rejects/,
-statistics/). Every field of `CurationOptions` is a flag; its help text comes from the `CurationOptions` and
+`<output>/Split-<split-name>/data_tfrecord-*.gz` and `<output>/report/<split-name>/` (report.json, report.html,
+rejects/, statistics/: the layout of the component's CurationReport artifact, one folder per split, so that
+splits curated by separate runs into one output keep their own reports). The whole output is written into
+`<output>.tmp-<id>` and published with one rename once the accounting check passed (publish.py). Every field of `CurationOptions` is a flag; its help text comes from the `CurationOptions` and
 `RecordConfig` docstrings, so flags and documentation cannot drift from the options themselves.
 """
 
@@ -223,18 +225,39 @@ def _glob_or_fail(pattern: str, what: str) -> list[str]:
     return files
 
 
-def _prepare_output(output: str, split: str, overwrite: bool) -> tuple[str, str]:
-    import tensorflow as tf
+LEGACY_REPORT_ENTRIES = ("report.json", "report.html", "rejects", "statistics", "_job")
 
-    split_dir = os.path.join(output, f"Split-{split}")
-    report_dir = os.path.join(output, REPORT_DIR)
-    existing = [d for d in (split_dir, report_dir) if tf.io.gfile.exists(d) and tf.io.gfile.listdir(d)]
+
+def split_outputs(output: str, split: str) -> list[str]:
+    """Paths, relative to `output`, that a run curating `split` replaces: its curated files and its report folder,
+    plus a report of the older shared layout (`report/report.json`) when that report was this split's alone."""
+    replaced = [f"Split-{split}", f"{REPORT_DIR}/{split}"]
+    legacy = os.path.join(output, REPORT_DIR, "report.json")
+    if publish.is_local(output) and os.path.isfile(legacy):
+        try:
+            with open(legacy, encoding="utf-8") as f:
+                legacy_splits = set(json.load(f).get("splits", {}))
+        except (OSError, ValueError):
+            legacy_splits = set()
+        if legacy_splits == {split}:
+            replaced += [f"{REPORT_DIR}/{name}" for name in LEGACY_REPORT_ENTRIES]
+    return replaced
+
+
+def check_output(output: str, split: str, overwrite: bool) -> list[str]:
+    """Refuse an output that is a file, or that holds this split's outputs without --overwrite (no TensorFlow
+    import: this runs before any work). Returns the relative paths the run replaces."""
+    if publish.exists(output) and not publish.isdir(output):
+        raise CliError(f"--output {output} is a file, not a folder; choose a folder")
+    replaced = split_outputs(output, split)
+    existing = []
+    for rel in replaced:
+        path = os.path.join(output, rel) if publish.is_local(output) else f"{output.rstrip('/')}/{rel}"
+        if publish.exists(path) and (not publish.isdir(path) or publish.listdir(path)):
+            existing.append(path)
     if existing and not overwrite:
         raise CliError(f"output already holds {existing}; choose another --output or pass --overwrite")
-    for d in existing:
-        tf.io.gfile.rmtree(d)
-    tf.io.gfile.makedirs(output)
-    return output, report_dir
+    return replaced
 
 
 def _beam_pipeline_factory(beam_args: list[str]):
@@ -257,21 +280,30 @@ def cmd_curate(args: argparse.Namespace) -> int:
     except publish.OutputConflictError as e:
         raise CliError(str(e)) from None
     beam_args = list(args.beam_arg or [])
-    curated_uri, report_uri = _prepare_output(args.output, split, args.overwrite)
+    publish.recover(args.output)  # what a killed run left next to the output
+    replaced = check_output(args.output, split, args.overwrite)
     from tfx_curator.components.curator import job
 
     print(f"[{PROG}] curating split {split!r}: {args.examples} with records {args.records}", flush=True)
     print(f"[{PROG}] options: {options.to_json()}", flush=True)
     if beam_args:
         print(f"[{PROG}] beam args: {beam_args}", flush=True)
-    report = job.run(
-        _beam_pipeline_factory(beam_args),
-        {split: args.examples},
-        args.records,
-        options,
-        curated_uri,
-        report_uri,
-    )
+    staging = publish.stage(args.output)
+    try:
+        publish.carry_over(args.output, staging, replaced)
+        report = job.run(
+            _beam_pipeline_factory(beam_args),
+            {split: args.examples},
+            args.records,
+            options,
+            staging,
+            os.path.join(staging, REPORT_DIR, split),
+        )
+        publish.commit(staging, args.output)
+    except BaseException:
+        publish.discard(staging)
+        raise
+    curated_uri, report_uri = args.output, os.path.join(args.output, REPORT_DIR, split)
     s = report["splits"][split]
     acc = s["accounting"]
     print(
@@ -318,8 +350,10 @@ CURATE_EPILOG = textwrap.dedent(
     """\
     outputs:
       <output>/Split-<split-name>/data_tfrecord-*.gz   kept examples, original bytes + the weight feature
-      <output>/report/report.json, report.html          accounting, selection figures, unbiasedness check
-      <output>/report/rejects/                          every rejected input with its reason
+      <output>/report/<split-name>/report.json, .html   accounting, selection figures, unbiasedness check
+      <output>/report/<split-name>/rejects/             every rejected input with its reason
+    the whole output is written into <output>.tmp-<id> and published by rename once the accounting check passed:
+    a failed, interrupted or killed run leaves the previous output as it was.
 
     examples:
       tfx-curator curate --examples 'data/span-07/*.gz' --records 'logs/2013-07/*.gz' --output out/ \\

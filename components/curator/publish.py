@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import posixpath
 import shutil
+import uuid
 from collections.abc import Iterable
 
 TMP_INFIX = ".tmp-"
@@ -171,3 +172,117 @@ def check_apart(
 # ---------------------------------------------------------------------------------------------------------
 # Staging and publishing
 # ---------------------------------------------------------------------------------------------------------
+
+
+def _parent_and_name(target: str) -> tuple[str, str]:
+    target = target.rstrip("/") or "/"
+    split = os.path.split if is_local(target) else posixpath.split
+    return split(target)
+
+
+def _siblings(target: str, infix: str) -> list[str]:
+    parent, name = _parent_and_name(target)
+    if not exists(parent):
+        return []
+    return [_join(parent, n) for n in listdir(parent) if n.startswith(name + infix)]
+
+
+def stage(target: str) -> str:
+    """A new empty staging folder `<target>.tmp-<id>` next to `target` (same filesystem: renames are cheap)."""
+    staging = f"{target.rstrip('/')}{TMP_INFIX}{uuid.uuid4().hex[:12]}"
+    makedirs(staging)
+    return staging
+
+
+def carry_over(target: str, staging: str, replaced: Iterable[str]) -> None:
+    """Copy what `target` holds into `staging`, except the `replaced` relative paths (and their contents).
+
+    Lets a run that writes part of a folder (one split of a multi-split output) still publish the whole folder
+    with one rename: the parts it does not replace are hard-linked (or copied) from the current output.
+    """
+    replaced = {r.strip("/") for r in replaced}
+    parents = {posixpath.dirname(r) for r in replaced} - {""}
+
+    def walk(rel: str) -> None:
+        src = _join(target, rel) if rel else target
+        for name in listdir(src):
+            child = posixpath.join(rel, name) if rel else name
+            if child in replaced:
+                continue
+            if child in parents and isdir(_join(target, child)):
+                makedirs(_join(staging, child))
+                walk(child)
+            elif isdir(_join(target, child)):
+                copy_tree(_join(target, child), _join(staging, child))
+            else:
+                _copy_file(_join(target, child), _join(staging, child))
+
+    if exists(target):
+        walk("")
+
+
+def _copy_file(src: str, dst: str) -> None:
+    if is_local(src):
+        _link_or_copy(src, dst)
+    else:
+        _gfile().copy(src, dst)
+
+
+def commit(staging: str, target: str) -> None:
+    """Publish the complete `staging` folder as `target` (see the module docstring for what a kill leaves)."""
+    marker = _join(staging, COMPLETE_MARKER)
+    _write_marker(marker)
+    if exists(target) and isdir(target) and not listdir(target):
+        _remove_empty_dir(target)
+    if exists(target):
+        old = f"{target.rstrip('/')}{OLD_INFIX}{uuid.uuid4().hex[:12]}"
+        rename(target, old)
+        rename(staging, target)
+        rmtree(old)
+    else:
+        rename(staging, target)
+    rmtree(_join(target, COMPLETE_MARKER))
+
+
+def discard(staging: str | None) -> None:
+    """Delete a staging folder (a failed or interrupted run); nothing was published."""
+    if staging:
+        rmtree(staging)
+
+
+def recover(target: str) -> list[str]:
+    """Repair what a killed run left next to `target`; returns the paths it deleted or moved.
+
+    `target` absent with a complete `.tmp-*` sibling (killed between the two renames of a publish): that new
+    output is moved in; else an `.old-*` sibling is moved back. Every other `.tmp-*` / `.old-*` sibling is deleted.
+    """
+    tmps, olds = _siblings(target, TMP_INFIX), _siblings(target, OLD_INFIX)
+    touched = []
+    if not exists(target):
+        complete = [t for t in tmps if exists(_join(t, COMPLETE_MARKER))]
+        if complete:
+            rename(complete[0], target)
+            rmtree(_join(target, COMPLETE_MARKER))
+            touched.append(complete[0])
+            tmps.remove(complete[0])
+        elif olds:
+            rename(olds[0], target)
+            touched.append(olds[0])
+            olds.remove(olds[0])
+    for leftover in tmps + olds:
+        rmtree(leftover)
+        touched.append(leftover)
+    return touched
+
+
+def _write_marker(path: str) -> None:
+    if is_local(path):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("complete\n")
+    else:
+        with _gfile().GFile(path, "w") as f:
+            f.write("complete\n")
+
+
+def _remove_empty_dir(path: str) -> None:
+    os.rmdir(path) if is_local(path) else _gfile().rmtree(path)
