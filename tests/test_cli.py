@@ -365,3 +365,37 @@ def _write_files(folder: str, files: dict[str, bytes]) -> None:
     for rel, data in files.items():
         os.makedirs(os.path.dirname(os.path.join(folder, rel)), exist_ok=True)
         open(os.path.join(folder, rel), "wb").write(data)
+
+
+def test_splits_curated_by_separate_runs_keep_their_own_reports(synthetic, tmp_path, capsys):
+    """Issue 12, bug 7: `--split-name eval` into an output holding train was refused, and with --overwrite it
+    deleted train's report. Reports now live in report/<split>/; overwriting one split keeps the other's."""
+    root, _ = synthetic
+    out = str(tmp_path / "out")
+    assert cli.main(_argv(root, out, "--no-statistics")) == 0
+    train = _files_and_bytes(out)
+    assert cli.main(_argv(root, out, "--no-statistics", "--split-name", "eval", "--seed", "4")) == 0
+    after = _files_and_bytes(out)
+    assert {k: v for k, v in after.items() if k in train} == train  # train's outputs untouched
+    for split in ("train", "eval"):
+        report = json.load(open(os.path.join(out, "report", split, "report.json")))
+        assert list(report["splits"]) == [split] and report["splits"][split]["accounting"]["holds"]
+        assert tf.io.gfile.glob(os.path.join(out, f"Split-{split}", "data_tfrecord-*.gz"))
+    # overwriting train replaces train's outputs only
+    assert cli.main(_argv(root, out, "--no-statistics", "--overwrite", "--seed", "9")) == 0
+    final = _files_and_bytes(out)
+    assert {k: v for k, v in final.items() if "eval" in k} == {k: v for k, v in after.items() if "eval" in k}
+    assert json.load(open(os.path.join(out, "report", "train", "report.json")))["options"]["seed"] == 9
+
+
+def test_a_report_of_the_older_shared_layout_is_kept_or_replaced_by_its_split(tmp_path):
+    out = tmp_path / "out"
+    (out / "report").mkdir(parents=True)
+    (out / "report" / "report.json").write_text(json.dumps({"splits": {"train": {}}}))
+    assert "report/report.json" in cli.split_outputs(str(out), "train")
+    assert cli.split_outputs(str(out), "eval") == ["Split-eval", "report/eval"]
+    with pytest.raises(cli.CliError, match="--overwrite"):
+        cli.check_output(str(out), "train", overwrite=False)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(cli.CliError, match="is a file"):
+        cli.check_output(str(tmp_path / "file"), "train", overwrite=True)
