@@ -14,8 +14,8 @@ else) moves it in; an `.old-*` sibling without a complete `.tmp-*` one is moved 
 and `.old-*` sibling of the target is deleted: they are what a killed run left behind (one writer per output).
 
 Local paths use `os` (atomic renames on one filesystem, and no TensorFlow import); other schemes (gs://, ...) go
-through `tf.io.gfile`, whose directory renames copy object by object: not atomic there, but a reader of
-`<target>` still never sees a partial result without its report, since the report is written first.
+through `tf.io.gfile`, whose directory renames copy object by object: not atomic there (the TFX executor still
+publishes the report artifact before the curated one, and MLMD records neither before Do returns).
 """
 
 from __future__ import annotations
