@@ -58,7 +58,6 @@ EXTRA_HELP = {
     "window_size": "examples per mini-batch window in mode 'window'",
     "seed": "seed of the deterministic sampling hash (same seed and ids: same selection)",
     "weight_feature": "feature added to every kept example, holding its weight 1/p",
-    "record_format": "forward-record format: plain tf.Example records, or PredictionLog TFRecords",
     "skip_corrupt_files": "skip unreadable or corrupt input files (counted in the report) instead of failing",
     "record_id_output_key": "predict output holding the echoed example id (PredictionLog records)",
 }
@@ -75,6 +74,22 @@ RECORD_CONFIG_FIELDS = {
 
 class CliError(Exception):
     """A user error: printed as `tfx-curator: error: ...`, exit code 2."""
+
+
+# Errors about the data (not the code): one line and exit code 1, the traceback only with --debug. Matched by
+# class name, so that checking them imports neither TensorFlow nor Beam.
+DATA_ERRORS = ("DataQualityError", "CorruptFileError", "AccountingError", "InputFilesError")
+
+
+def is_data_error(error: BaseException) -> bool:
+    return any(cls.__name__ in DATA_ERRORS for cls in type(error).__mro__)
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an error's message, without Beam's `[while running ...]` or TensorFlow internals."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = re.sub(r"\s*\{\{function_node [^}]*\}\}\s*", " ", text)
+    return re.sub(r"\s*\[while running '[^']*'\]\s*$", "", text).strip()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -311,6 +326,8 @@ def cmd_curate(args: argparse.Namespace) -> int:
         f"rejected {acc['rejected']}; without a forward record {s['examples_without_record']}; "
         f"effective sample size {s['effective_sample_size']:.1f}"
     )
+    fr = report["forward_records"]
+    print(f"[{PROG}] forward-record format {fr['format']!r} ({fr['format_detection']})")
     print(f"[{PROG}] curated examples: {os.path.join(curated_uri, f'Split-{split}')}")
     print(f"[{PROG}] report: {os.path.join(report_uri, 'report.html')}")
     if args.json:
@@ -395,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace existing outputs of this split under --output"
     )
     io.add_argument("--json", action="store_true", help="also print the accounting as one JSON line")
+    io.add_argument("--debug", action="store_true", help="print the traceback of data errors")
     io.add_argument(
         "--beam-arg",
         action="append",
@@ -413,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     validate.add_argument("--records", required=True, metavar="GLOB", help="plain forward-record files")
+    validate.add_argument("--debug", action="store_true", help="print the traceback of data errors")
     add_option_flags(validate, VALIDATE_FIELDS)
     validate.set_defaults(func=cmd_validate_records)
     return parser
@@ -440,6 +459,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except CliError as e:
         parser.exit(2, f"{PROG} {args.command}: error: {e}\n")
+    except Exception as e:
+        if getattr(args, "debug", False) or not is_data_error(e):
+            raise
+        parser.exit(1, f"{PROG} {args.command}: error: {one_line(e)} (--debug for the traceback)\n")
 
 
 if __name__ == "__main__":

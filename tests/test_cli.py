@@ -42,6 +42,8 @@ NON_DEFAULT = {
     "record_id_output_key": "echo_id",
     "skip_corrupt_files": True,
     "compute_statistics": False,
+    "max_missing_record_rate": 0.9,
+    "max_reject_rate": 0.25,
 }
 
 

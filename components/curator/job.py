@@ -11,6 +11,7 @@ Shared by the TFX executor and the `tfx-curator curate` CLI, so both write exact
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -18,13 +19,34 @@ from collections.abc import Callable, Mapping
 
 import apache_beam as beam
 
-from tfx_curator.components.curator import example_keys, transforms
+from tfx_curator.components.curator import data_quality, example_keys, tfrecord_files, transforms
 from tfx_curator.components.curator import report as report_lib
-from tfx_curator.components.curator.options import CurationOptions
+from tfx_curator.components.curator.options import AUTO_FORMAT, CurationOptions
 
 REJECTS_DIR = "rejects"
 RAW_FIGURES_DIR = "_job"
 STATS_BATCH_SIZE = 1000
+DETECT_SAMPLE = 64  # records looked at to detect the record format
+
+
+def resolve_record_format(
+    options: CurationOptions, record_pattern: str
+) -> tuple[CurationOptions, str | None]:
+    """Options with record_format "auto" replaced by the format of the first records, and a line saying so."""
+    if options.record_format != AUTO_FORMAT:
+        return options, None
+    from tfx_curator.components.curator import records
+
+    samples = tfrecord_files.first_records(tfrecord_files.list_files(record_pattern), DETECT_SAMPLE)
+    detected = records.detect_format(samples)
+    if detected is None:
+        detection = "auto: no record to look at, read as plain"
+        detected = records.FORMAT_PLAIN
+    else:
+        logs = sum(map(records.is_prediction_log, samples))
+        detection = f"auto: detected from the first {len(samples)} records ({logs} PredictionLogs)"
+    logging.info("forward-record format %r (%s)", detected, detection)
+    return dataclasses.replace(options, record_format=detected), detection
 
 
 def build(
@@ -41,6 +63,7 @@ def build(
     compute_statistics: None follows options.compute_statistics."""
     if compute_statistics is None:
         compute_statistics = options.compute_statistics
+    options, _ = resolve_record_format(options, record_pattern)
     splits = list(example_patterns)
     out = transforms.curate(pipeline, [example_patterns[s] for s in splits], record_pattern, options)
     for i, split in enumerate(splits):
@@ -243,12 +266,15 @@ def _unbiasedness(report_uri: str, split: str, figures: dict, options: CurationO
     }
 
 
-def finish(report_uri: str, options: CurationOptions) -> dict:
-    """After the job ran: build and write the report, then enforce the accounting invariant."""
+def finish(report_uri: str, options: CurationOptions, format_detection: str | None = None) -> dict:
+    """After the job ran: build and write the report, then enforce the accounting invariant and the data-quality
+    limits (data_quality.py). format_detection: how an "auto" record format was resolved."""
     figures = read_raw_figures(report_uri)
     examples_read = {s: f["events"].get(transforms.EXAMPLES_READ, 0) for s, f in figures["splits"].items()}
     unbiasedness = {s: _unbiasedness(report_uri, s, figures, options) for s in figures["splits"]}
     report = report_lib.build_report(figures, examples_read, {s: u for s, u in unbiasedness.items() if u})
+    report["forward_records"]["format"] = options.record_format
+    report["forward_records"]["format_detection"] = format_detection or "given"
     report_lib.write_report(report_uri, report, figures)
     for split, u in unbiasedness.items():
         if u and u.get("mismatched"):
@@ -258,6 +284,7 @@ def finish(report_uri: str, options: CurationOptions) -> dict:
                 u["mismatched"],
             )
     report_lib.check_accounting(report)
+    data_quality.check(report, options)
     return report
 
 
@@ -271,8 +298,9 @@ def run(
     compute_statistics: bool | None = None,
 ) -> dict:
     """Build and run the job with a pipeline from `make_pipeline`, then write the report. Returns report.json."""
+    options, detection = resolve_record_format(options, record_pattern)
     with make_pipeline() as pipeline:
         build(
             pipeline, example_patterns, record_pattern, options, curated_uri, report_uri, compute_statistics
         )
-    return finish(report_uri, options)
+    return finish(report_uri, options, detection)
