@@ -11,7 +11,6 @@ Shared by the TFX executor and the `tfx-curator curate` CLI, so both write exact
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -19,34 +18,13 @@ from collections.abc import Callable, Mapping
 
 import apache_beam as beam
 
-from tfx_curator.components.curator import data_quality, example_keys, tfrecord_files, transforms
+from tfx_curator.components.curator import data_quality, example_keys, transforms
 from tfx_curator.components.curator import report as report_lib
-from tfx_curator.components.curator.options import AUTO_FORMAT, CurationOptions
+from tfx_curator.components.curator.options import CurationOptions
 
 REJECTS_DIR = "rejects"
 RAW_FIGURES_DIR = "_job"
 STATS_BATCH_SIZE = 1000
-DETECT_SAMPLE = 64  # records looked at to detect the record format
-
-
-def resolve_record_format(
-    options: CurationOptions, record_pattern: str
-) -> tuple[CurationOptions, str | None]:
-    """Options with record_format "auto" replaced by the format of the first records, and a line saying so."""
-    if options.record_format != AUTO_FORMAT:
-        return options, None
-    from tfx_curator.components.curator import records
-
-    samples = tfrecord_files.first_records(tfrecord_files.list_files(record_pattern), DETECT_SAMPLE)
-    detected = records.detect_format(samples)
-    if detected is None:
-        detection = "auto: no record to look at, read as plain"
-        detected = records.FORMAT_PLAIN
-    else:
-        logs = sum(map(records.is_prediction_log, samples))
-        detection = f"auto: detected from the first {len(samples)} records ({logs} PredictionLogs)"
-    logging.info("forward-record format %r (%s)", detected, detection)
-    return dataclasses.replace(options, record_format=detected), detection
 
 
 def build(
@@ -63,7 +41,6 @@ def build(
     compute_statistics: None follows options.compute_statistics."""
     if compute_statistics is None:
         compute_statistics = options.compute_statistics
-    options, _ = resolve_record_format(options, record_pattern)
     splits = list(example_patterns)
     out = transforms.curate(pipeline, [example_patterns[s] for s in splits], record_pattern, options)
     for i, split in enumerate(splits):
@@ -298,7 +275,7 @@ def run(
     compute_statistics: bool | None = None,
 ) -> dict:
     """Build and run the job with a pipeline from `make_pipeline`, then write the report. Returns report.json."""
-    options, detection = resolve_record_format(options, record_pattern)
+    options, detection = transforms.resolve_record_format(options, record_pattern)
     with make_pipeline() as pipeline:
         build(
             pipeline, example_patterns, record_pattern, options, curated_uri, report_uri, compute_statistics
