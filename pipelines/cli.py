@@ -4,8 +4,10 @@
     tfx-curator validate-records --records GLOB [--id-feature ...]
 
 `curate` runs the same job as the Curator component (components/curator/job.py) and writes the same files:
-`<output>/Split-<split-name>/data_tfrecord-*.gz` and `<output>/report/` (report.json, report.html, rejects/,
-statistics/). Every field of `CurationOptions` is a flag; its help text comes from the `CurationOptions` and
+`<output>/Split-<split-name>/data_tfrecord-*.gz` and `<output>/report/<split-name>/` (report.json, report.html,
+rejects/, statistics/: the layout of the component's CurationReport artifact, one folder per split, so that
+splits curated by separate runs into one output keep their own reports). The whole output is written into
+`<output>.tmp-<id>` and published with one rename once the accounting check passed (publish.py). Every field of `CurationOptions` is a flag; its help text comes from the `CurationOptions` and
 `RecordConfig` docstrings, so flags and documentation cannot drift from the options themselves.
 """
 
@@ -22,6 +24,7 @@ import textwrap
 import warnings
 
 from tfx_curator.components.curator import options as options_lib
+from tfx_curator.components.curator import publish
 from tfx_curator.components.curator.options import CurationOptions
 
 PROG = "tfx-curator"
@@ -55,7 +58,6 @@ EXTRA_HELP = {
     "window_size": "examples per mini-batch window in mode 'window'",
     "seed": "seed of the deterministic sampling hash (same seed and ids: same selection)",
     "weight_feature": "feature added to every kept example, holding its weight 1/p",
-    "record_format": "forward-record format: plain tf.Example records, or PredictionLog TFRecords",
     "skip_corrupt_files": "skip unreadable or corrupt input files (counted in the report) instead of failing",
     "record_id_output_key": "predict output holding the echoed example id (PredictionLog records)",
 }
@@ -72,6 +74,22 @@ RECORD_CONFIG_FIELDS = {
 
 class CliError(Exception):
     """A user error: printed as `tfx-curator: error: ...`, exit code 2."""
+
+
+# Errors about the data (not the code): one line and exit code 1, the traceback only with --debug. Matched by
+# class name, so that checking them imports neither TensorFlow nor Beam.
+DATA_ERRORS = ("DataQualityError", "CorruptFileError", "AccountingError", "InputFilesError")
+
+
+def is_data_error(error: BaseException) -> bool:
+    return any(cls.__name__ in DATA_ERRORS for cls in type(error).__mro__)
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an error's message, without Beam's `[while running ...]` or TensorFlow internals."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = re.sub(r"\s*\{\{function_node [^}]*\}\}\s*", " ", text)
+    return re.sub(r"\s*\[while running '[^']*'\]\s*$", "", text).strip()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -222,18 +240,39 @@ def _glob_or_fail(pattern: str, what: str) -> list[str]:
     return files
 
 
-def _prepare_output(output: str, split: str, overwrite: bool) -> tuple[str, str]:
-    import tensorflow as tf
+LEGACY_REPORT_ENTRIES = ("report.json", "report.html", "rejects", "statistics", "_job")
 
-    split_dir = os.path.join(output, f"Split-{split}")
-    report_dir = os.path.join(output, REPORT_DIR)
-    existing = [d for d in (split_dir, report_dir) if tf.io.gfile.exists(d) and tf.io.gfile.listdir(d)]
+
+def split_outputs(output: str, split: str) -> list[str]:
+    """Paths, relative to `output`, that a run curating `split` replaces: its curated files and its report folder,
+    plus a report of the older shared layout (`report/report.json`) when that report was this split's alone."""
+    replaced = [f"Split-{split}", f"{REPORT_DIR}/{split}"]
+    legacy = os.path.join(output, REPORT_DIR, "report.json")
+    if publish.is_local(output) and os.path.isfile(legacy):
+        try:
+            with open(legacy, encoding="utf-8") as f:
+                legacy_splits = set(json.load(f).get("splits", {}))
+        except (OSError, ValueError):
+            legacy_splits = set()
+        if legacy_splits == {split}:
+            replaced += [f"{REPORT_DIR}/{name}" for name in LEGACY_REPORT_ENTRIES]
+    return replaced
+
+
+def check_output(output: str, split: str, overwrite: bool) -> list[str]:
+    """Refuse an output that is a file, or that holds this split's outputs without --overwrite (no TensorFlow
+    import: this runs before any work). Returns the relative paths the run replaces."""
+    if publish.exists(output) and not publish.isdir(output):
+        raise CliError(f"--output {output} is a file, not a folder; choose a folder")
+    replaced = split_outputs(output, split)
+    existing = []
+    for rel in replaced:
+        path = os.path.join(output, rel) if publish.is_local(output) else f"{output.rstrip('/')}/{rel}"
+        if publish.exists(path) and (not publish.isdir(path) or publish.listdir(path)):
+            existing.append(path)
     if existing and not overwrite:
         raise CliError(f"output already holds {existing}; choose another --output or pass --overwrite")
-    for d in existing:
-        tf.io.gfile.rmtree(d)
-    tf.io.gfile.makedirs(output)
-    return output, report_dir
+    return replaced
 
 
 def _beam_pipeline_factory(beam_args: list[str]):
@@ -249,24 +288,37 @@ def _beam_pipeline_factory(beam_args: list[str]):
 def cmd_curate(args: argparse.Namespace) -> int:
     options = options_from_args(args)  # first: bad options fail before TF and Beam are imported
     split = options.splits[0]
-    _glob_or_fail(args.examples, "--examples")
-    _glob_or_fail(args.records, "--records")
+    inputs = [("--examples", f) for f in _glob_or_fail(args.examples, "--examples")]
+    inputs += [("--records", f) for f in _glob_or_fail(args.records, "--records")]
+    try:
+        publish.check_apart(args.output, inputs, [("--examples", args.examples), ("--records", args.records)])
+    except publish.OutputConflictError as e:
+        raise CliError(str(e)) from None
     beam_args = list(args.beam_arg or [])
-    curated_uri, report_uri = _prepare_output(args.output, split, args.overwrite)
+    publish.recover(args.output)  # what a killed run left next to the output
+    replaced = check_output(args.output, split, args.overwrite)
     from tfx_curator.components.curator import job
 
     print(f"[{PROG}] curating split {split!r}: {args.examples} with records {args.records}", flush=True)
     print(f"[{PROG}] options: {options.to_json()}", flush=True)
     if beam_args:
         print(f"[{PROG}] beam args: {beam_args}", flush=True)
-    report = job.run(
-        _beam_pipeline_factory(beam_args),
-        {split: args.examples},
-        args.records,
-        options,
-        curated_uri,
-        report_uri,
-    )
+    staging = publish.stage(args.output)
+    try:
+        publish.carry_over(args.output, staging, replaced)
+        report = job.run(
+            _beam_pipeline_factory(beam_args),
+            {split: args.examples},
+            args.records,
+            options,
+            staging,
+            os.path.join(staging, REPORT_DIR, split),
+        )
+        publish.commit(staging, args.output)
+    except BaseException:
+        publish.discard(staging)
+        raise
+    curated_uri, report_uri = args.output, os.path.join(args.output, REPORT_DIR, split)
     s = report["splits"][split]
     acc = s["accounting"]
     print(
@@ -274,6 +326,8 @@ def cmd_curate(args: argparse.Namespace) -> int:
         f"rejected {acc['rejected']}; without a forward record {s['examples_without_record']}; "
         f"effective sample size {s['effective_sample_size']:.1f}"
     )
+    fr = report["forward_records"]
+    print(f"[{PROG}] forward-record format {fr['format']!r} ({fr['format_detection']})")
     print(f"[{PROG}] curated examples: {os.path.join(curated_uri, f'Split-{split}')}")
     print(f"[{PROG}] report: {os.path.join(report_uri, 'report.html')}")
     if args.json:
@@ -313,8 +367,10 @@ CURATE_EPILOG = textwrap.dedent(
     """\
     outputs:
       <output>/Split-<split-name>/data_tfrecord-*.gz   kept examples, original bytes + the weight feature
-      <output>/report/report.json, report.html          accounting, selection figures, unbiasedness check
-      <output>/report/rejects/                          every rejected input with its reason
+      <output>/report/<split-name>/report.json, .html   accounting, selection figures, unbiasedness check
+      <output>/report/<split-name>/rejects/             every rejected input with its reason
+    the whole output is written into <output>.tmp-<id> and published by rename once the accounting check passed:
+    a failed, interrupted or killed run leaves the previous output as it was.
 
     examples:
       tfx-curator curate --examples 'data/span-07/*.gz' --records 'logs/2013-07/*.gz' --output out/ \\
@@ -356,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace existing outputs of this split under --output"
     )
     io.add_argument("--json", action="store_true", help="also print the accounting as one JSON line")
+    io.add_argument("--debug", action="store_true", help="print the traceback of data errors")
     io.add_argument(
         "--beam-arg",
         action="append",
@@ -374,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     validate.add_argument("--records", required=True, metavar="GLOB", help="plain forward-record files")
+    validate.add_argument("--debug", action="store_true", help="print the traceback of data errors")
     add_option_flags(validate, VALIDATE_FIELDS)
     validate.set_defaults(func=cmd_validate_records)
     return parser
@@ -401,6 +459,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except CliError as e:
         parser.exit(2, f"{PROG} {args.command}: error: {e}\n")
+    except Exception as e:
+        if getattr(args, "debug", False) or not is_data_error(e):
+            raise
+        parser.exit(1, f"{PROG} {args.command}: error: {one_line(e)} (--debug for the traceback)\n")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfx_curator.components.curator import publish
 from tfx_curator.components.curator.options import CurationOptions
 from tfx_curator.pipelines import cli
 
@@ -41,6 +42,8 @@ NON_DEFAULT = {
     "record_id_output_key": "echo_id",
     "skip_corrupt_files": True,
     "compute_statistics": False,
+    "max_missing_record_rate": 0.9,
+    "max_reject_rate": 0.25,
 }
 
 
@@ -191,7 +194,7 @@ def test_curate_end_to_end(synthetic, tmp_path, capsys):
     has = ~np.isnan(data["train"][2])
     assert max(got.values()) <= 30.0
 
-    report = json.load(open(os.path.join(out, "report", "report.json")))
+    report = json.load(open(os.path.join(out, "report", "train", "report.json")))
     acc = report["splits"]["train"]["accounting"]
     assert acc == {
         "examples_read": 2000,
@@ -203,19 +206,18 @@ def test_curate_end_to_end(synthetic, tmp_path, capsys):
     assert report["options"]["max_weight"] == 30.0 and report["options"]["seed"] == 11
     assert report["splits"]["train"]["examples_without_record"] == int((~has).sum())
     assert "unbiasedness" in report["splits"]["train"]
-    assert os.path.exists(os.path.join(out, "report", "report.html"))
+    assert os.path.exists(os.path.join(out, "report", "train", "report.html"))
     assert json.loads(printed.strip().splitlines()[-1]) == acc
     assert f"selected {len(got)}" in printed
 
-    # a second run into the same folder is refused; --overwrite clears this split's outputs first
+    # a second run into the same folder is refused; --overwrite replaces this split's outputs
     with pytest.raises(SystemExit) as e:
         cli.main(_argv(root, out, "--no-statistics"))
     assert e.value.code == 2 and "--overwrite" in capsys.readouterr().err
     assert os.listdir(os.path.join(out, "Split-train"))
-    cli._prepare_output(out, "train", overwrite=True)
-    assert not os.path.exists(os.path.join(out, "Split-train")) and not os.path.exists(
-        os.path.join(out, "report")
-    )
+    assert cli.check_output(out, "train", overwrite=True) == ["Split-train", "report/train"]
+    assert sorted(os.listdir(out)) == ["Split-train", "report"]  # published: no staging left next to it
+    assert not [n for n in os.listdir(tmp_path) if n != "out"]
 
 
 def test_curate_rejects_globs_matching_nothing(synthetic, tmp_path, capsys):
@@ -238,3 +240,164 @@ def test_validate_records(synthetic, tmp_path, capsys):
     shutil.copytree(os.path.join(root, "examples", "Split-train"), bad)
     assert cli.main(["validate-records", "--records", os.path.join(bad, "*")]) == 1
     assert "ANOMALY prediction" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Crash-safe outputs (issue 12)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _files_and_bytes(folder: str) -> dict[str, bytes]:
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            out[os.path.relpath(path, folder)] = open(path, "rb").read()
+    return out
+
+
+@pytest.mark.parametrize("how", ["examples_inside", "records_inside", "output_inside_input", "symlink"])
+def test_overwrite_refuses_inputs_overlapping_the_output(synthetic, tmp_path, capsys, how):
+    """Issue 12, bug 1: `--overwrite` with the inputs under the output used to replace them by an empty shard."""
+    root, _ = synthetic
+    out = tmp_path / "out"
+    shutil.copytree(os.path.join(root, "examples", "Split-train"), out / "Split-train")
+    shutil.copytree(os.path.join(root, "records"), out / "records")
+    examples, records, output = str(out / "Split-train" / "*.gz"), os.path.join(root, "records", "*.gz"), out
+    if how == "records_inside":
+        examples, records = os.path.join(root, "examples", "Split-train", "*"), str(out / "records" / "*.gz")
+    elif how == "output_inside_input":  # the glob would read the output folder on the next run
+        examples, output = str(out / "*" / "*.gz"), out / "new"
+    elif how == "symlink":  # the output named through a link to the folder holding the inputs
+        os.symlink(out, tmp_path / "link")
+        output = tmp_path / "link"
+    before = _files_and_bytes(str(out))
+    argv = ["curate", "--examples", examples, "--records", records, "--output", str(output), "--overwrite"]
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv + ["--no-statistics"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "a run never writes where it reads" in err, err
+    assert _files_and_bytes(str(out)) == before  # inputs untouched
+
+
+def test_failed_overwrite_keeps_the_previous_output(synthetic, tmp_path, capsys):
+    """Issue 12, bug 2: a failing `--overwrite` run (a corrupt input) used to delete the previous good output."""
+    root, _ = synthetic
+    out = str(tmp_path / "out")
+    assert cli.main(_argv(root, out, "--no-statistics")) == 0
+    before = _files_and_bytes(out)
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    data = open(os.path.join(root, "examples", "Split-train", "data.gz"), "rb").read()
+    (corrupt / "data.gz").write_bytes(data[: len(data) // 2])
+    argv = _argv(root, out, "--no-statistics", "--overwrite", "--seed", "3")
+    argv[argv.index("--examples") + 1] = str(corrupt / "*.gz")
+    with pytest.raises(Exception, match="corrupt or truncated"):
+        cli.main(argv)
+    assert _files_and_bytes(out) == before
+    assert os.listdir(tmp_path) == ["corrupt", "out"]  # no staging folder left
+
+
+def _complete(out: str) -> bool:
+    """A published output: a report whose accounting holds, beside the curated files it describes."""
+    report = os.path.join(out, "report", "train", "report.json")
+    if not os.path.exists(report):
+        return False
+    acc = json.load(open(report))["splits"]["train"]["accounting"]
+    return acc["holds"] and bool(tf.io.gfile.glob(os.path.join(out, "Split-train", "data_tfrecord-*.gz")))
+
+
+KILL_MOMENTS = {
+    "start": lambda out: True,
+    "staging": lambda out: bool(tf.io.gfile.glob(out + ".tmp-*")),
+    "curated_written": lambda out: bool(tf.io.gfile.glob(out + ".tmp-*/Split-train/*")),
+    "figures": lambda out: bool(tf.io.gfile.glob(out + ".tmp-*/report/train/_job/figures.json")),
+    "report": lambda out: bool(tf.io.gfile.glob(out + ".tmp-*/report/train/report.json")),
+    "publishing": lambda out: bool(
+        tf.io.gfile.glob(out + ".tmp-*/_COMPLETE") or tf.io.gfile.glob(out + ".old-*")
+    ),
+}
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_moment_leaves_the_old_or_the_complete_new_output(synthetic, tmp_path):
+    """Issue 12, must show: SIGKILL the CLI at several moments of an `--overwrite` run; no curated file is ever
+    visible without a complete report, and the previous output stays intact until the new one replaces it."""
+    import signal
+    import time
+
+    root, _ = synthetic
+    out = str(tmp_path / "out")
+    first = _run_cli(*_argv(root, out, "--seed", "1"))
+    assert first.returncode == 0, first.stderr
+    old = _files_and_bytes(out)
+    outcomes = {}
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    for moment, ready in KILL_MOMENTS.items():
+        proc = subprocess.Popen(
+            _console_script() + _argv(root, out, "--seed", "2", "--overwrite"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and not ready(out) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # what a reader sees right after the kill: the old output, the complete new one, or (between the two
+        # renames of a publish) nothing at all; never curated files without their report
+        now = _files_and_bytes(out) if os.path.exists(out) else None
+        assert now is None or now == old or _complete(out), (moment, sorted(now or {}))
+        assert now is not None or tf.io.gfile.glob(out + ".tmp-*/_COMPLETE"), moment
+        publish.recover(out)  # what the next run does first
+        now = _files_and_bytes(out)
+        assert now == old or _complete(out), moment
+        assert os.listdir(tmp_path) == ["out"], moment
+        outcomes[moment] = "old" if now == old else "new"
+        if now != old:  # the kill came after the publish: restore the old output for the next moment
+            shutil.rmtree(out)
+            _write_files(out, old)
+    assert outcomes["start"] == "old" and outcomes["curated_written"] == "old", outcomes
+    print("kill outcomes:", outcomes)
+
+
+def _write_files(folder: str, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        os.makedirs(os.path.dirname(os.path.join(folder, rel)), exist_ok=True)
+        open(os.path.join(folder, rel), "wb").write(data)
+
+
+def test_splits_curated_by_separate_runs_keep_their_own_reports(synthetic, tmp_path, capsys):
+    """Issue 12, bug 7: `--split-name eval` into an output holding train was refused, and with --overwrite it
+    deleted train's report. Reports now live in report/<split>/; overwriting one split keeps the other's."""
+    root, _ = synthetic
+    out = str(tmp_path / "out")
+    assert cli.main(_argv(root, out, "--no-statistics")) == 0
+    train = _files_and_bytes(out)
+    assert cli.main(_argv(root, out, "--no-statistics", "--split-name", "eval", "--seed", "4")) == 0
+    after = _files_and_bytes(out)
+    assert {k: v for k, v in after.items() if k in train} == train  # train's outputs untouched
+    for split in ("train", "eval"):
+        report = json.load(open(os.path.join(out, "report", split, "report.json")))
+        assert list(report["splits"]) == [split] and report["splits"][split]["accounting"]["holds"]
+        assert tf.io.gfile.glob(os.path.join(out, f"Split-{split}", "data_tfrecord-*.gz"))
+    # overwriting train replaces train's outputs only
+    assert cli.main(_argv(root, out, "--no-statistics", "--overwrite", "--seed", "9")) == 0
+    final = _files_and_bytes(out)
+    assert {k: v for k, v in final.items() if "eval" in k} == {k: v for k, v in after.items() if "eval" in k}
+    assert json.load(open(os.path.join(out, "report", "train", "report.json")))["options"]["seed"] == 9
+
+
+def test_a_report_of_the_older_shared_layout_is_kept_or_replaced_by_its_split(tmp_path):
+    out = tmp_path / "out"
+    (out / "report").mkdir(parents=True)
+    (out / "report" / "report.json").write_text(json.dumps({"splits": {"train": {}}}))
+    assert "report/report.json" in cli.split_outputs(str(out), "train")
+    assert cli.split_outputs(str(out), "eval") == ["Split-eval", "report/eval"]
+    with pytest.raises(cli.CliError, match="--overwrite"):
+        cli.check_output(str(out), "train", overwrite=False)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(cli.CliError, match="is a file"):
+        cli.check_output(str(tmp_path / "file"), "train", overwrite=True)

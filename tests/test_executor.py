@@ -75,9 +75,42 @@ def test_executor_curates_listed_splits_and_copies_the_others(synthetic, tmp_pat
     assert os.path.exists(os.path.join(report.uri, "report.html"))
     assert report.get_int_custom_property("selected") == len(got)
     assert not rep["splits"]["train"]["unbiasedness"]["mismatched"]
+    assert sorted(os.listdir(tmp_path)) == ["curated", "report"]  # published, no staging folder left
 
 
 def test_executor_rejects_unknown_split(synthetic, tmp_path):
     root, _ = synthetic
     with pytest.raises(ValueError, match="not in the examples artifact"):
         _run(root, tmp_path, splits=["nope"])
+
+
+def test_executor_publishes_nothing_when_the_job_fails(synthetic, tmp_path):
+    """Issue 12, bug 2: a failed run leaves the output artifacts' folders as the orchestrator made them (empty)
+    and no staging folder; a successful run leaves only the artifacts' folders."""
+    root, _ = synthetic
+    broken = tmp_path / "broken"
+    for split in ("train", "eval"):
+        src = os.path.join(root, "examples", f"Split-{split}", "data.gz")
+        data = open(src, "rb").read()
+        os.makedirs(broken / f"Split-{split}")
+        (broken / f"Split-{split}" / "data.gz").write_bytes(
+            data if split == "eval" else data[: len(data) // 2]
+        )
+    curated, report = standard_artifacts.Examples(), component.CurationReport()
+    curated.uri, report.uri = str(tmp_path / "out" / "curated"), str(tmp_path / "out" / "report")
+    os.makedirs(curated.uri)
+    os.makedirs(report.uri)
+    records = _examples_artifact(os.path.join(root, "records"), ["all"])
+    records.uri = os.path.join(root, "records_artifact")
+    os.makedirs(os.path.join(records.uri, "Split-all"), exist_ok=True)
+    dst = os.path.join(records.uri, "Split-all", "records.gz")
+    if not os.path.exists(dst):
+        tf.io.gfile.copy(os.path.join(root, "records", "records.gz"), dst)
+    with pytest.raises(Exception, match="corrupt or truncated"):
+        executor.Executor().Do(
+            {"examples": [_examples_artifact(str(broken), ["train", "eval"])], "forward_records": [records]},
+            {"curated_examples": [curated], "curation_report": [report]},
+            {"splits": ["train"], "compute_statistics": False},
+        )
+    assert sorted(os.listdir(tmp_path / "out")) == ["curated", "report"]
+    assert not os.listdir(curated.uri) and not os.listdir(report.uri)

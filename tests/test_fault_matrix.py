@@ -332,6 +332,9 @@ class Dirty:
             duplicate_policy=duplicate_policy,
             missing_record_policy=missing_record_policy,
             splits=splits,
+            # the dirty run is bad on purpose (an unserved split, mostly bad records): the rows check each count
+            max_missing_record_rate=1.0,
+            max_reject_rate=1.0,
         )
 
     def run(self, duplicate_policy: str, missing_record_policy: str) -> Run:
@@ -807,7 +810,8 @@ def test_skip_corrupt_files_counts_and_lists_them_in_the_report(tmp_path):
     with open(garbage, "wb") as f:
         f.write(np.random.default_rng(0).bytes(5000))
     intact[garbage] = 0
-    options = CurationOptions(skip_corrupt_files=True, seed=SEED)
+    # the examples of the corrupt files have no forward record: accepted here
+    options = CurationOptions(skip_corrupt_files=True, seed=SEED, max_missing_record_rate=1.0)
     run = Run(root, {"train": os.path.join(root, "ex", "*")}, os.path.join(root, "rec", "*"), options)
     examples_read = 100 + sum(n for p, n in intact.items() if "/ex/" in p)
     run.check_accounting({"train": examples_read})

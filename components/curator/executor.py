@@ -15,7 +15,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from tfx_curator.components.curator import job
+from tfx_curator.components.curator import job, publish, transforms
 from tfx_curator.components.curator.options import CurationOptions
 
 EXAMPLES_KEY = "examples"
@@ -91,18 +91,30 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
         record_pattern = record_file_pattern(input_dict)
         logging.info("Curating splits %s of %s with records %s", options.splits, examples.uri, record_pattern)
-        result = job.run(
-            self._make_beam_pipeline,
-            split_file_patterns(examples, options.splits),
-            record_pattern,
-            options,
-            curated.uri,
-            report.uri,
-        )
+        # Nothing partial in the artifacts: everything is written into staging folders next to their uris and
+        # moved into place only once the report is written and its accounting check passed (publish.py).
+        for uri in (curated.uri, report.uri):
+            publish.recover(uri)
+        curated_staging, report_staging = publish.stage(curated.uri), publish.stage(report.uri)
+        try:
+            result = job.run(
+                self._make_beam_pipeline,
+                split_file_patterns(examples, options.splits),
+                record_pattern,
+                options,
+                curated_staging,
+                report_staging,
+            )
+            for split in all_splits:
+                if split not in options.splits:
+                    copy_split(examples, split, transforms.split_dir(curated_staging, split))
+            publish.commit(report_staging, report.uri)  # the report first: no curated file without it
+            publish.commit(curated_staging, curated.uri)
+        except BaseException:
+            publish.discard(curated_staging)
+            publish.discard(report_staging)
+            raise
         curated.split_names = artifact_utils.encode_split_names(all_splits)
-        for split in all_splits:
-            if split not in options.splits:
-                copy_split(examples, curated, split)
         examples_utils.set_payload_format(curated, payload_format)
         examples_utils.set_file_format(curated, CURATED_FILE_FORMAT)
         totals = {
@@ -114,10 +126,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         logging.info("Curation done: %s; report at %s", totals, os.path.join(report.uri, "report.html"))
 
 
-def copy_split(source: types.Artifact, target: types.Artifact, split: str) -> None:
-    """Copy an uncurated split's files unchanged."""
+def copy_split(source: types.Artifact, split: str, dst: str) -> None:
+    """Copy an uncurated split's files unchanged into the folder `dst`."""
     src = artifact_utils.get_split_uri([source], split)
-    dst = artifact_utils.get_split_uri([target], split)
     fileio.makedirs(dst)
     for name in fileio.listdir(src):
         path = os.path.join(src, name)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 
 import apache_beam as beam
 
-from tfx_curator.components.curator import example_keys, transforms
+from tfx_curator.components.curator import data_quality, example_keys, transforms
 from tfx_curator.components.curator import report as report_lib
 from tfx_curator.components.curator.options import CurationOptions
 
@@ -243,12 +243,15 @@ def _unbiasedness(report_uri: str, split: str, figures: dict, options: CurationO
     }
 
 
-def finish(report_uri: str, options: CurationOptions) -> dict:
-    """After the job ran: build and write the report, then enforce the accounting invariant."""
+def finish(report_uri: str, options: CurationOptions, format_detection: str | None = None) -> dict:
+    """After the job ran: build and write the report, then enforce the accounting invariant and the data-quality
+    limits (data_quality.py). format_detection: how an "auto" record format was resolved."""
     figures = read_raw_figures(report_uri)
     examples_read = {s: f["events"].get(transforms.EXAMPLES_READ, 0) for s, f in figures["splits"].items()}
     unbiasedness = {s: _unbiasedness(report_uri, s, figures, options) for s in figures["splits"]}
     report = report_lib.build_report(figures, examples_read, {s: u for s, u in unbiasedness.items() if u})
+    report["forward_records"]["format"] = options.record_format
+    report["forward_records"]["format_detection"] = format_detection or "given"
     report_lib.write_report(report_uri, report, figures)
     for split, u in unbiasedness.items():
         if u and u.get("mismatched"):
@@ -258,6 +261,7 @@ def finish(report_uri: str, options: CurationOptions) -> dict:
                 u["mismatched"],
             )
     report_lib.check_accounting(report)
+    data_quality.check(report, options)
     return report
 
 
@@ -271,8 +275,9 @@ def run(
     compute_statistics: bool | None = None,
 ) -> dict:
     """Build and run the job with a pipeline from `make_pipeline`, then write the report. Returns report.json."""
+    options, detection = transforms.resolve_record_format(options, record_pattern)
     with make_pipeline() as pipeline:
         build(
             pipeline, example_patterns, record_pattern, options, curated_uri, report_uri, compute_statistics
         )
-    return finish(report_uri, options)
+    return finish(report_uri, options, detection)

@@ -14,7 +14,8 @@ STRATEGIES = ("loss", "grad_norm", "uniform", "negative_downsampling", "top_k", 
 MODES = ("window", "global")
 MISSING_RECORD_POLICIES = ("uniform", "drop", "keep")
 DUPLICATE_POLICIES = ("latest", "mean", "max")
-RECORD_FORMATS = ("predictionlog", "plain")
+AUTO_FORMAT = "auto"
+RECORD_FORMATS = (AUTO_FORMAT, "predictionlog", "plain")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +41,13 @@ class CurationOptions:
         that file is skipped and the file is listed in the report (True).
     compute_statistics: TFDV statistics of the raw split and of the curated split (unweighted and weighted) and
         the per-feature unbiasedness check in the report. Costs about as much as the selection itself.
+    record_format: forward-record format: plain tf.Example records, PredictionLog TFRecords, or auto (detected
+        from the first records; the report and the log say which).
+    max_missing_record_rate: the run fails when a larger share of a split's accepted examples has no forward
+        record (strategies that need scores): it is the sign of a wrong record format, id feature or records
+        file pattern, not of a serving path that logs most of its traffic. 1 accepts anything.
+    max_reject_rate: the run fails when a larger share of a split's examples, or of the forward records, is
+        rejected (a wrong id or label feature, or a wrong record format). 1 accepts anything.
     """
 
     id_feature: str = "example_id"
@@ -50,20 +58,23 @@ class CurationOptions:
     mode: str = "window"
     window_size: int = 4096
     p_min: float = 0.0
-    mix: float = 0.1  # chosen on the learning benchmark's selection steps (benchmarks/results/learning_summary.md)
+    # chosen on the learning benchmark's selection steps (benchmarks/results/learning_summary.md)
+    mix: float = 0.1
     max_weight: float | None = None
     seed: int = 0
     weight_feature: str = "sample_weight"
     missing_record_policy: str = "uniform"
     duplicate_policy: str = "latest"
     splits: tuple[str, ...] = ("train",)
-    record_format: str = "plain"
+    record_format: str = AUTO_FORMAT
     prediction_key: str = "prediction"
     hidden_norm_key: str | None = "hidden_norm"
     class_label: str = "1"
     record_id_output_key: str | None = None
     skip_corrupt_files: bool = False
     compute_statistics: bool = True
+    max_missing_record_rate: float = 0.5
+    max_reject_rate: float = 0.5
 
     def __post_init__(self):
         object.__setattr__(self, "splits", tuple(self.splits))
@@ -90,6 +101,10 @@ class CurationOptions:
             raise ValueError(f"window_size must be a positive integer, got {self.window_size!r}")
         if not 0.0 <= self.p_min <= 1.0:
             raise ValueError(f"p_min must be in [0, 1], got {self.p_min!r}")
+        for name in ("max_missing_record_rate", "max_reject_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be a rate in [0, 1], got {value!r}")
         if not 0.0 <= self.mix <= 1.0:
             raise ValueError(f"mix must be in [0, 1], got {self.mix!r}")
         if self.max_weight is not None and not (self.max_weight >= 1.0 and math.isfinite(self.max_weight)):

@@ -707,6 +707,33 @@ def _decode_one_by_one(serialized: Sequence[bytes], config: RecordConfig):
 
 
 # --------------------------------------------------------------------------------------------------
+# Format detection
+# --------------------------------------------------------------------------------------------------
+
+FORMAT_PREDICTION_LOG = "predictionlog"
+FORMAT_PLAIN = "plain"
+
+
+def is_prediction_log(serialized: bytes) -> bool:
+    """Whether bytes parse completely as a PredictionLog with a log type set. A tf.Example never does: its only
+    field (features, number 1) reads as PredictionLog's log_metadata, and no log type is set."""
+    try:
+        log = _parse(prediction_log_pb2.PredictionLog, serialized, "unparseable")
+    except RecordError:
+        return False
+    return log.WhichOneof("log_type") is not None
+
+
+def detect_format(samples: Sequence[bytes]) -> str | None:
+    """The record format of the first records of the files: "predictionlog" when most of them are PredictionLogs,
+    else "plain"; None when there is no record to look at."""
+    if not samples:
+        return None
+    logs = sum(is_prediction_log(raw) for raw in samples)
+    return FORMAT_PREDICTION_LOG if 2 * logs > len(samples) else FORMAT_PLAIN
+
+
+# --------------------------------------------------------------------------------------------------
 # TFDV
 # --------------------------------------------------------------------------------------------------
 

@@ -375,6 +375,7 @@ def render_html(report: dict, figures: dict) -> str:
     parts.append(
         _table(
             [
+                ("format", f"{fr.get('format', '')} ({fr.get('format_detection', '')})"),
                 ("decoded", fr["decoded"]),
                 ("orphans (no example)", fr["orphans"]),
                 ("rejected", fr["rejected"]),

@@ -27,6 +27,23 @@ def list_files(file_pattern: str) -> list[str]:
     return sorted(tf.io.gfile.glob(file_pattern))
 
 
+def first_records(paths: list[str], n: int) -> list[bytes]:
+    """Up to `n` records from the start of the files, in order (a file that cannot be read is passed over: the
+    job itself reports it)."""
+    import tensorflow as tf
+
+    out: list[bytes] = []
+    for path in paths:
+        if len(out) >= n:
+            break
+        try:
+            dataset = tf.data.TFRecordDataset(path, compression_type=compression_of(path))
+            out.extend(r.numpy() for r in dataset.take(n - len(out)))
+        except (tf.errors.OpError, OSError):
+            continue
+    return out
+
+
 def compression_of(path: str) -> str:
     return "GZIP" if path.endswith(".gz") or path.endswith(".gzip") else ""
 

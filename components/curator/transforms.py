@@ -12,6 +12,8 @@ selects the same examples (see plan.py).
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -21,6 +23,8 @@ import numpy as np
 from apache_beam.metrics import Metrics
 
 from tfx_curator.components.curator import example_keys, plan, record_io, selection, tfrecord_files
+from tfx_curator.components.curator import options as options_lib
+from tfx_curator.components.curator import records as records_lib
 from tfx_curator.components.curator.options import CurationOptions
 from tfx_curator.components.curator.records import RecordConfig
 from tfx_curator.components.curator.report_stats import SplitStats
@@ -52,6 +56,27 @@ def record_config(options: CurationOptions) -> RecordConfig:
         class_label=options.class_label,
         task=options.task,
     )
+
+
+DETECT_SAMPLE = 64  # records looked at to detect the record format
+
+
+def resolve_record_format(
+    options: CurationOptions, record_pattern: str
+) -> tuple[CurationOptions, str | None]:
+    """Options with record_format "auto" replaced by the format of the first records, and a line saying so."""
+    if options.record_format != options_lib.AUTO_FORMAT:
+        return options, None
+    samples = tfrecord_files.first_records(tfrecord_files.list_files(record_pattern), DETECT_SAMPLE)
+    detected = records_lib.detect_format(samples)
+    if detected is None:
+        detection = "auto: no record to look at, read as plain"
+        detected = records_lib.FORMAT_PLAIN
+    else:
+        logs = sum(map(records_lib.is_prediction_log, samples))
+        detection = f"auto: detected from the first {len(samples)} records ({logs} PredictionLogs)"
+    logging.info("forward-record format %r (%s)", detected, detection)
+    return dataclasses.replace(options, record_format=detected), detection
 
 
 def score_signal(options: CurationOptions) -> str:
@@ -498,6 +523,7 @@ def curate(
     raw_batches (lists of serialized examples, one PCollection per split), curated (one PCollection of serialized
     examples per split), corrupt_files (split, path, records read, error), rejects (split, source, reason, raw),
     stats (split, SplitStats), counts (split, (n, n_scored, n_positive)), events ((split, name), n), plans."""
+    options, _ = resolve_record_format(options, record_pattern)
     keyed, rejects, raws, read_counts, corrupt = [], [], [], [], []
     skip = options.skip_corrupt_files
     for i, pattern in enumerate(example_patterns):
