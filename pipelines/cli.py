@@ -26,6 +26,7 @@ import warnings
 from tfx_curator.components.curator import options as options_lib
 from tfx_curator.components.curator import publish
 from tfx_curator.components.curator.options import CurationOptions
+from tfx_curator.pipelines import interrupt
 
 PROG = "tfx-curator"
 REPORT_DIR = "report"
@@ -288,36 +289,17 @@ def _beam_pipeline_factory(beam_args: list[str]):
 def cmd_curate(args: argparse.Namespace) -> int:
     options = options_from_args(args)  # first: bad options fail before TF and Beam are imported
     split = options.splits[0]
-    inputs = [("--examples", f) for f in _glob_or_fail(args.examples, "--examples")]
-    inputs += [("--records", f) for f in _glob_or_fail(args.records, "--records")]
-    try:
-        publish.check_apart(args.output, inputs, [("--examples", args.examples), ("--records", args.records)])
-    except publish.OutputConflictError as e:
-        raise CliError(str(e)) from None
-    beam_args = list(args.beam_arg or [])
     publish.recover(args.output)  # what a killed run left next to the output
-    replaced = check_output(args.output, split, args.overwrite)
-    from tfx_curator.components.curator import job
-
-    print(f"[{PROG}] curating split {split!r}: {args.examples} with records {args.records}", flush=True)
-    print(f"[{PROG}] options: {options.to_json()}", flush=True)
-    if beam_args:
-        print(f"[{PROG}] beam args: {beam_args}", flush=True)
-    staging = publish.stage(args.output)
-    try:
-        publish.carry_over(args.output, staging, replaced)
-        report = job.run(
-            _beam_pipeline_factory(beam_args),
-            {split: args.examples},
-            args.records,
-            options,
-            staging,
-            os.path.join(staging, REPORT_DIR, split),
-        )
-        publish.commit(staging, args.output)
-    except BaseException:
-        publish.discard(staging)
-        raise
+    replaced = check_output(args.output, split, args.overwrite)  # an existing output is refused at once
+    staging: list[str] = []
+    with interrupt.Guard(
+        f"{PROG} curate", lambda: publish.discard(staging[0] if staging else None, busy=True)
+    ) as guard:
+        try:
+            report = guard.run(lambda: _curate(args, options, replaced, staging, guard))
+        except BaseException:
+            publish.discard(staging[0] if staging else None)
+            raise
     curated_uri, report_uri = args.output, os.path.join(args.output, REPORT_DIR, split)
     s = report["splits"][split]
     acc = s["accounting"]
@@ -333,6 +315,37 @@ def cmd_curate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report["splits"][split]["accounting"], sort_keys=True))
     return 0
+
+
+def _curate(args, options: CurationOptions, replaced: list[str], staging: list[str], guard) -> dict:
+    """Check the inputs, run the job into a staging folder (appended to `staging`), publish it; report.json."""
+    split = options.splits[0]
+    inputs = [("--examples", f) for f in _glob_or_fail(args.examples, "--examples")]
+    inputs += [("--records", f) for f in _glob_or_fail(args.records, "--records")]
+    try:
+        publish.check_apart(args.output, inputs, [("--examples", args.examples), ("--records", args.records)])
+    except publish.OutputConflictError as e:
+        raise CliError(str(e)) from None
+    beam_args = list(args.beam_arg or [])
+    from tfx_curator.components.curator import job
+
+    print(f"[{PROG}] curating split {split!r}: {args.examples} with records {args.records}", flush=True)
+    print(f"[{PROG}] options: {options.to_json()}", flush=True)
+    if beam_args:
+        print(f"[{PROG}] beam args: {beam_args}", flush=True)
+    staging.append(publish.stage(args.output))
+    publish.carry_over(args.output, staging[0], replaced)
+    report = job.run(
+        _beam_pipeline_factory(beam_args),
+        {split: args.examples},
+        args.records,
+        options,
+        staging[0],
+        os.path.join(staging[0], REPORT_DIR, split),
+    )
+    with guard.critical():
+        publish.commit(staging[0], args.output)
+    return report
 
 
 VALIDATE_FIELDS = ("id_feature", "prediction_key", "hidden_norm_key", "task")

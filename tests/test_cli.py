@@ -293,8 +293,10 @@ def test_failed_overwrite_keeps_the_previous_output(synthetic, tmp_path, capsys)
     (corrupt / "data.gz").write_bytes(data[: len(data) // 2])
     argv = _argv(root, out, "--no-statistics", "--overwrite", "--seed", "3")
     argv[argv.index("--examples") + 1] = str(corrupt / "*.gz")
-    with pytest.raises(Exception, match="corrupt or truncated"):
+    with pytest.raises(SystemExit) as e:
         cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 1 and len(err.splitlines()) == 1 and "corrupt or truncated" in err, err
     assert _files_and_bytes(out) == before
     assert os.listdir(tmp_path) == ["corrupt", "out"]  # no staging folder left
 
@@ -401,3 +403,45 @@ def test_a_report_of_the_older_shared_layout_is_kept_or_replaced_by_its_split(tm
     (tmp_path / "file").write_text("")
     with pytest.raises(cli.CliError, match="is a file"):
         cli.check_output(str(tmp_path / "file"), "train", overwrite=True)
+
+
+@pytest.mark.parametrize(
+    "signame, code, moment",
+    [("SIGINT", 130, "curated_written"), ("SIGTERM", 143, "staging"), ("SIGTERM", 143, "figures")],
+)
+def test_sigint_and_sigterm_stop_at_once_and_remove_temporary_output(
+    synthetic, tmp_path, signame, code, moment
+):
+    """Issue 12, bug 4: Ctrl-C was once swallowed (exit 0), once left the process hung for 10 minutes."""
+    import signal
+    import time
+
+    root, _ = synthetic
+    out = str(tmp_path / "out")
+    os.makedirs(os.path.join(out, "Split-eval"))
+    open(os.path.join(out, "Split-eval", "keep.gz"), "wb").write(b"previous output")
+    proc = subprocess.Popen(
+        _console_script() + _argv(root, out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and not KILL_MOMENTS[moment](out) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert proc.poll() is None, "the run ended before the signal"
+    sent = time.monotonic()
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=900)
+    waited = time.monotonic() - sent
+    assert proc.returncode == code, err
+    assert waited < 10, waited
+    lines = [line for line in err.splitlines() if "interrupted" in line]
+    assert lines == [
+        f"tfx-curator curate: interrupted by {signame}: temporary output removed, the output "
+        "folder is unchanged"
+    ], err
+    assert "Traceback" not in err
+    assert _files_and_bytes(out) == {os.path.join("Split-eval", "keep.gz"): b"previous output"}
+    assert os.listdir(tmp_path) == ["out"]  # no staging folder left
