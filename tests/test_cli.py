@@ -445,3 +445,24 @@ def test_sigint_and_sigterm_stop_at_once_and_remove_temporary_output(
     assert "Traceback" not in err
     assert _files_and_bytes(out) == {os.path.join("Split-eval", "keep.gz"): b"previous output"}
     assert os.listdir(tmp_path) == ["out"]  # no staging folder left
+
+
+@pytest.mark.parametrize("odd", ["int64", "bytes"])
+def test_validate_records_reports_mixed_types_as_an_anomaly(tmp_path, capsys, odd):
+    """Issue 12, bug 5: one int64 `prediction` among floats gave a 51-line traceback; a bytes one, "Unable to
+    merge incompatible type". Both are anomalies now (exit 1, the feature, the counts and the first record)."""
+    records = [helpers.make_record(f"r{i}".encode(), 0.5) for i in range(40)]
+    bad = tf.train.Example()
+    bad.features.feature["example_id"].bytes_list.value.append(b"odd")
+    if odd == "int64":
+        bad.features.feature["prediction"].int64_list.value.append(1)
+    else:
+        bad.features.feature["prediction"].bytes_list.value.append(b"0.5")
+    helpers.write_tfrecords(str(tmp_path / "a.gz"), records)
+    helpers.write_tfrecords(str(tmp_path / "b.gz"), [bad.SerializeToString()] * 2)
+    assert cli.main(["validate-records", "--records", str(tmp_path / "*.gz")]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"ANOMALY prediction: Mixed types - float_list in 40 record(s), {odd}_list in 2 record(s) "
+        f"(first: {tmp_path / 'b.gz'} record 0)" in out
+    ), out
