@@ -230,12 +230,17 @@ def options_from_args(args: argparse.Namespace, only: tuple[str, ...] | None = N
 
 
 def _glob_or_fail(pattern: str, what: str) -> list[str]:
-    import tensorflow as tf
+    """The files of an input glob, as the job will read them (tfrecord_files.list_files: a folder is an error)."""
+    from tfx_curator.components.curator import tfrecord_files
 
     try:
-        files = [f for f in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(f)]
-    except Exception as e:  # noqa: BLE001 - any filesystem error is a user error here
-        raise CliError(f"{what} {pattern!r}: {e}") from None
+        files = tfrecord_files.list_files(pattern)
+    except Exception as e:  # noqa: BLE001 - a folder in the glob, or any filesystem error, is a user error here
+        raise CliError(
+            f"{what} {one_line(e)}"
+            if isinstance(e, tfrecord_files.InputFilesError)
+            else f"{what} {pattern!r}: {one_line(e)}"
+        ) from None
     if not files:
         raise CliError(f"{what} {pattern!r} matches no files")
     return files

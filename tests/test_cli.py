@@ -466,3 +466,34 @@ def test_validate_records_reports_mixed_types_as_an_anomaly(tmp_path, capsys, od
         f"ANOMALY prediction: Mixed types - float_list in 40 record(s), {odd}_list in 2 record(s) "
         f"(first: {tmp_path / 'b.gz'} record 0)" in out
     ), out
+
+
+def test_a_glob_matching_a_folder_is_refused_by_the_cli_and_by_the_job(synthetic, tmp_path, capsys):
+    """Issue 12, bug 6: the CLI's check skipped folders, then the job failed with `Is a directory`."""
+    import apache_beam as beam
+
+    from tfx_curator.components.curator import job, tfrecord_files
+
+    root, _ = synthetic
+    examples = tmp_path / "examples"
+    shutil.copytree(os.path.join(root, "examples", "Split-train"), examples)
+    (examples / "sub").mkdir()
+    pattern = str(examples / "*")
+    argv = _argv(root, str(tmp_path / "out"), "--no-statistics")
+    argv[argv.index("--examples") + 1] = pattern
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1, err
+    assert f"matches 1 folder(s), e.g. {examples / 'sub'}: input globs must match TFRecord files only" in err
+    # the job (as the TFX executor runs it) says the same, before any work
+    with pytest.raises(tfrecord_files.InputFilesError, match="input globs must match TFRecord files only"):
+        job.run(
+            beam.Pipeline,
+            {"train": pattern},
+            os.path.join(root, "records", "*"),
+            CurationOptions(compute_statistics=False),
+            str(tmp_path / "c"),
+            str(tmp_path / "r"),
+        )
+    assert sorted(os.listdir(tmp_path)) == ["examples"]

@@ -20,11 +20,24 @@ class CorruptFileError(IOError):
     """A TFRecord file could not be read to the end."""
 
 
+class InputFilesError(ValueError):
+    """An input glob matches a folder: reading it would fail with `Is a directory` (or skip its files silently)."""
+
+
 def list_files(file_pattern: str) -> list[str]:
-    """Files matching a glob (local, gs://, ... as TensorFlow's filesystems support), sorted."""
+    """Files matching a glob (local, gs://, ... as TensorFlow's filesystems support), sorted.
+
+    A glob that matches a folder is an error (InputFilesError naming it), in the CLI's check as in the job."""
     import tensorflow as tf
 
-    return sorted(tf.io.gfile.glob(file_pattern))
+    paths = sorted(tf.io.gfile.glob(file_pattern))
+    folders = [p for p in paths if tf.io.gfile.isdir(p)]
+    if folders:
+        raise InputFilesError(
+            f"{file_pattern!r} matches {len(folders)} folder(s), e.g. {folders[0]}: input globs must match "
+            f"TFRecord files only (e.g. '{folders[0].rstrip('/')}/*'); narrow the pattern"
+        )
+    return paths
 
 
 def first_records(paths: list[str], n: int) -> list[bytes]:
