@@ -211,7 +211,9 @@ def _notes(plan: dict, stats: dict, counts: dict, read: int) -> list[str]:
             "no example of this split has a forward record: the missing-record policy decided everything"
         )
     kept = stats["n_kept"]
-    if plan["budget"] == 0 and read:
+    if read and counts["n"] == 0:
+        notes.append(f"all {read} examples rejected (see rejects_by_reason): nothing to select")
+    if plan["budget"] == 0 and counts["n"]:
         notes.append(
             f"budget 0: {kept} selected anyway, by the p_min floor or missing_record_policy 'keep'"
             if kept

@@ -120,24 +120,65 @@ class _ReadFileDoFn(beam.DoFn):
             if problem:
                 raise CorruptFileError(problem)
         except (tf.errors.OpError, OSError) as e:
-            message = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            if not self._skip:
-                raise CorruptFileError(
-                    f"corrupt or truncated TFRecord file {path} (after {read} records): {message}; "
-                    "set skip_corrupt_files to skip the rest of such files and list them in the report"
-                ) from None
-            # The failed batch held the intact records just before the damage: read them one by one.
+            message = f"{type(e).__name__}: {clean_message(e)}"
+            # The failed batch held the intact records just before the damage: read them one by one (kept when
+            # skipping, and counted in the error either way).
             tail = []
             try:
                 for record in dataset.skip(read).as_numpy_iterator():
                     tail.append(record)
             except (tf.errors.OpError, OSError):
                 pass
+            wrong = compression_problem(path)
+            if not self._skip:
+                if wrong:
+                    raise CorruptFileError(f"TFRecord file {path} cannot be read: {wrong}") from None
+                raise CorruptFileError(
+                    f"corrupt or truncated TFRecord file {path} (after {read + len(tail)} intact records): "
+                    f"{message}; set skip_corrupt_files to keep the records before the damage, skip the rest of "
+                    "such files and list them in the report"
+                ) from None
             if tail:
                 read += len(tail)
                 yield tail
             self._corrupt.inc()
-            yield beam.pvalue.TaggedOutput(CORRUPT_FILES, (path, read, message))
+            yield beam.pvalue.TaggedOutput(
+                CORRUPT_FILES, (path, read, f"{wrong}; {message}" if wrong else message)
+            )
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def compression_problem(path: str) -> str | None:
+    """Why a file's compression does not match its name (gzip iff it ends in .gz), or None."""
+    import tensorflow as tf
+
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            head = f.read(2)
+    except (tf.errors.OpError, OSError):
+        return None
+    named_gzip = compression_of(path) == "GZIP"
+    if named_gzip and head and head != GZIP_MAGIC:
+        return (
+            "it is named *.gz but is not gzip-compressed (compression is chosen by the .gz suffix): rename it "
+            "without .gz if it holds uncompressed TFRecords"
+        )
+    if not named_gzip and head == GZIP_MAGIC:
+        return (
+            "it is gzip-compressed but not named *.gz (compression is chosen by the .gz suffix): rename it to "
+            "end in .gz"
+        )
+    return None
+
+
+def clean_message(error: BaseException) -> str:
+    """The first line of an error's message without TensorFlow's `{{function_node ...}}` internals."""
+    import re
+
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return re.sub(r"\s*\{\{function_node [^}]*\}\}\s*", " ", text).strip()
 
 
 class ReadTFRecordFiles(beam.PTransform):
