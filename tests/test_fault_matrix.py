@@ -882,3 +882,26 @@ def test_every_example_rejected_is_noted_as_such_not_as_budget_zero(tmp_path):
             os.path.join(root, "rec", "*"),
             CurationOptions(),
         )
+
+
+def test_conflicting_duplicate_ids_are_rejected_and_counted_in_the_report(tmp_path):
+    """Issue 12, bug 9, end to end: every copy rejected with its reason, counted, the accounting holds."""
+    root = str(tmp_path)
+    ids = [f"d{i:03d}".encode() for i in range(60)]
+    examples = [_example(i, k % 2) for k, i in enumerate(ids)]
+    examples += [_example(ids[0], 1, extra=b"copy"), _example(ids[1], 1, extra=b"copy")]  # d000: 0 vs 1
+    helpers.write_tfrecords(os.path.join(root, "ex", "d.gz"), examples)
+    helpers.write_tfrecords(os.path.join(root, "rec", "r.gz"), [helpers.make_record(i, 0.3) for i in ids])
+    run = Run(
+        root, {"train": os.path.join(root, "ex", "*")}, os.path.join(root, "rec", "*"), CurationOptions()
+    )
+    split = run.split("train")
+    assert split["rejects_by_reason"] == {
+        example_keys.CONFLICTING_DUPLICATE: 2,
+        example_keys.DUPLICATE_EXAMPLE_ID: 1,
+    }
+    assert split["accounting"]["examples_read"] == 62 and split["accounting"]["holds"]
+    conflicting = {k[3] for k in run.rejects if k[2] == example_keys.CONFLICTING_DUPLICATE}
+    assert conflicting == {examples[0], examples[60]}
+    assert ids[0] not in run.curated["train"]
+    assert run.report["forward_records"]["orphans"] == 1
