@@ -135,6 +135,13 @@ def test_duplicate_record_policies(policy, expected):
     assert (got[0], got[1]) == expected
 
 
+def _join(p, examples, records, options):
+    return (
+        p | "Ex" >> beam.Create(examples),
+        p | "Rec" >> beam.Create(records),
+    ) | transforms.JoinForwardRecords(options)
+
+
 def test_join_counts_orphans_duplicates_and_missing_records():
     options = CurationOptions()
     examples = [
@@ -151,10 +158,7 @@ def test_join_counts_orphans_duplicates_and_missing_records():
         (b"orphan", REC["new"]),
     ]
     with TestPipeline() as p:
-        out = (
-            p | "Ex" >> beam.Create(examples),
-            p | "Rec" >> beam.Create(records),
-        ) | transforms.JoinForwardRecords(options)
+        out = _join(p, examples, records, options)
         assert_that(
             out.joined | beam.Map(lambda r: (r[1], r[2], None if math.isnan(r[4]) else r[4])),
             equal_to([(b"a", b"raw-a", 0.2), (b"b", b"raw-b", None), (b"dup", b"raw-dup-1", 0.9)]),
@@ -201,10 +205,7 @@ def test_duplicate_ids_with_conflicting_labels_reject_every_copy():
     ]
     records = [(b"same", REC["old"]), (b"clash", REC["old"]), (b"clash", REC["new"])]
     with TestPipeline() as p:
-        out = (
-            p | "Ex" >> beam.Create(examples),
-            p | "Rec" >> beam.Create(records),
-        ) | transforms.JoinForwardRecords(options)
+        out = _join(p, examples, records, options)
         assert_that(out.joined | beam.Map(lambda r: (r[1], r[2])), equal_to([(b"same", b"raw-same-1")]))
         conflict = example_keys.CONFLICTING_DUPLICATE
         assert_that(
