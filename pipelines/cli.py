@@ -17,10 +17,12 @@ import argparse
 import dataclasses
 import inspect
 import json
+import logging
 import os
 import re
 import sys
 import textwrap
+import time
 import warnings
 
 from tfx_curator.components.curator import options as options_lib
@@ -306,20 +308,46 @@ def cmd_curate(args: argparse.Namespace) -> int:
             publish.discard(staging[0] if staging else None)
             raise
     curated_uri, report_uri = args.output, os.path.join(args.output, REPORT_DIR, split)
-    s = report["splits"][split]
-    acc = s["accounting"]
-    print(
-        f"[{PROG}] read {acc['examples_read']}, selected {acc['selected']}, not selected {acc['not_selected']}, "
-        f"rejected {acc['rejected']}; without a forward record {s['examples_without_record']}; "
-        f"effective sample size {s['effective_sample_size']:.1f}"
-    )
-    fr = report["forward_records"]
-    print(f"[{PROG}] forward-record format {fr['format']!r} ({fr['format_detection']})")
+    for line in summary_lines(report, split):
+        print(f"[{PROG}] {line}")
     print(f"[{PROG}] curated examples: {os.path.join(curated_uri, f'Split-{split}')}")
     print(f"[{PROG}] report: {os.path.join(report_uri, 'report.html')}")
     if args.json:
         print(json.dumps(report["splits"][split]["accounting"], sort_keys=True))
     return 0
+
+
+def summary_lines(report: dict, split: str) -> list[str]:
+    """The run in a few lines: accounting, rejects, forward records (format, rejects, orphans), skipped files,
+    the report's notes."""
+    s, fr = report["splits"][split], report["forward_records"]
+    acc = s["accounting"]
+    lines = [
+        f"read {acc['examples_read']}, selected {acc['selected']}, not selected {acc['not_selected']}, "
+        f"rejected {acc['rejected']}; without a forward record {s['examples_without_record']}; "
+        f"effective sample size {s['effective_sample_size']:.1f}"
+    ]
+    if s["rejects_by_reason"]:
+        lines.append("example rejects: " + _counts(s["rejects_by_reason"]))
+    lines.append(
+        f"forward records: format {fr['format']!r} ({fr['format_detection']}); decoded {fr['decoded']}, "
+        f"rejected {fr['rejected']}, orphans (no example) {fr['orphans']}"
+        + (f"; rejects: {_counts(fr['rejects_by_reason'])}" if fr["rejects_by_reason"] else "")
+    )
+    skipped = s["corrupt_files"] + fr["corrupt_files"]
+    if skipped:
+        lines.append(
+            f"skipped {len(skipped)} corrupt file(s): "
+            + "; ".join(f"{c['path']} after {c['records_read']} records" for c in skipped)
+        )
+    lines += [f"note: {note}" for note in s["notes"]]
+    return lines
+
+
+def _counts(by_reason: dict[str, int]) -> str:
+    return ", ".join(
+        f"{reason} {n}" for reason, n in sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
 
 
 def _curate(args, options: CurationOptions, replaced: list[str], staging: list[str], guard) -> dict:
@@ -340,6 +368,8 @@ def _curate(args, options: CurationOptions, replaced: list[str], staging: list[s
         print(f"[{PROG}] beam args: {beam_args}", flush=True)
     staging.append(publish.stage(args.output))
     publish.carry_over(args.output, staging[0], replaced)
+    started, cpu = time.monotonic(), time.process_time()
+    print(f"[{PROG}] running the Beam job (output staged in {staging[0]})", flush=True)
     report = job.run(
         _beam_pipeline_factory(beam_args),
         {split: args.examples},
@@ -347,6 +377,11 @@ def _curate(args, options: CurationOptions, replaced: list[str], staging: list[s
         options,
         staging[0],
         os.path.join(staging[0], REPORT_DIR, split),
+    )
+    print(
+        f"[{PROG}] job done in {time.monotonic() - started:.1f} s (CPU {time.process_time() - cpu:.1f} s); "
+        "accounting holds: publishing",
+        flush=True,
     )
     with guard.critical():
         publish.commit(staging[0], args.output)
@@ -407,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(Dong et al. 2021, 'One Backward from Ten Forward').",
         formatter_class=_Formatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     curate = sub.add_parser(
@@ -468,11 +504,31 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def quiet_start_up() -> None:
+    """No TensorFlow start-up noise: the cuFFT/cuDNN/cuBLAS "E" lines need level 3 (`TF_CPP_MIN_LOG_LEVEL=0` in
+    the environment shows everything again); Beam's python-snappy warning; google.api_core's Python warning."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", message="You are using a non-supported Python version")
+    logging.getLogger("apache_beam.io.tfrecordio").setLevel(logging.ERROR)
+
+
+def version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("tfx-curator")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_start_up()
     parser = build_parser()
     args = parse_args(parser, sys.argv[1:] if argv is None else argv)
+    if not getattr(
+        args, "debug", False
+    ):  # Beam logs a failing DoFn's traceback itself; the error says it all
+        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     try:
         return args.func(args)
     except CliError as e:

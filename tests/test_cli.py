@@ -497,3 +497,34 @@ def test_a_glob_matching_a_folder_is_refused_by_the_cli_and_by_the_job(synthetic
             str(tmp_path / "r"),
         )
     assert sorted(os.listdir(tmp_path)) == ["examples"]
+
+
+def test_version_summary_quiet_start_up_and_debug(synthetic, tmp_path):
+    """Issue 12, experience: --version; no TensorFlow/Beam start-up noise; a summary with the record figures and
+    the notes; a data error in one line, its traceback with --debug."""
+    root, _ = synthetic
+    version = _run_cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("tfx-curator 0.")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = str(tmp_path / "out")
+    proc = subprocess.run(
+        _console_script() + _argv(root, out, "--no-statistics"),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "", proc.stderr  # no cuFFT/cuDNN/cuBLAS lines, no snappy warning
+    assert "forward records: format 'plain' (auto: detected from the first 64 records" in proc.stdout
+    assert "orphans (no example) 0" in proc.stdout and "note: " in proc.stdout
+    assert "accounting holds: publishing" in proc.stdout
+    bad = tmp_path / "bad.gz"
+    bad.write_bytes(b"not gzip at all")
+    argv = _argv(root, str(tmp_path / "out2"), "--no-statistics")
+    argv[argv.index("--records") + 1] = str(bad)
+    plain = _run_cli(*argv)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr, plain.stderr
+    assert "is named *.gz but is not gzip-compressed" in plain.stderr.strip().splitlines()[-1]
+    debug = _run_cli(*argv, "--debug")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
