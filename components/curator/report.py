@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from tfx_curator.components.curator import report_stats
+from tfx_curator.components.curator import report_stats, report_verdict
 
 STATS_DIR = "statistics"
 RAW, UNWEIGHTED, WEIGHTED = "raw", "curated_unweighted", "curated_weighted"
@@ -320,7 +320,9 @@ def render_html(report: dict, figures: dict) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>tfx-curator report</title><style>",
         "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;margin:.5em 0}",
         "th,td{border:1px solid #ccc;padding:2px 8px;text-align:left} .bad{color:#b00;font-weight:bold}",
+        "img{max-width:100%;height:auto} .ok{color:#070}",
         "</style></head><body><h1>tfx-curator curation report</h1>",
+        report_verdict.verdict_html(report),
         "<h2>Options</h2>",
         _table(sorted(report["options"].items())),
     ]
@@ -336,7 +338,6 @@ def render_html(report: dict, figures: dict) -> str:
                     ("selected", acc["selected"]),
                     ("not selected", acc["not_selected"]),
                     ("rejected", acc["rejected"]),
-                    ("rejects by reason", e["rejects_by_reason"] or "none"),
                     (
                         "without forward record",
                         f"{e['examples_without_record']} (policy {e['missing_record_policy']})",
@@ -347,16 +348,16 @@ def render_html(report: dict, figures: dict) -> str:
                         f"{e['budget']['asked']:.6g} / "
                         f"{e['budget']['expected']:.6g} / {e['budget']['achieved']}",
                     ),
-                    ("lambda", e["lambda"]),
                     ("effective sample size", e["effective_sample_size"]),
                     ("estimator error ratio vs uniform", e["estimator_error"]["ratio_vs_uniform"]),
                     ("sum of weights / examples read", f"{e['weights']['sum']:.6g} / {acc['examples_read']}"),
                     ("max weight", e["weights"]["max"]),
-                    ("corrupt files skipped", e["corrupt_files"] or "none"),
+                    ("corrupt files skipped", len(e["corrupt_files"])),
                     ("notes", "; ".join(e["notes"]) or "none"),
                 ]
             )
         )
+        parts.append(report_verdict.split_tables(e))
         parts.append(_plots(figures["splits"][split]))
         unb = e.get("unbiasedness")
         if unb:
@@ -381,8 +382,12 @@ def render_html(report: dict, figures: dict) -> str:
                 ("decoded", fr["decoded"]),
                 ("orphans (no example)", fr["orphans"]),
                 ("rejected", fr["rejected"]),
-                ("rejects by reason", fr["rejects_by_reason"] or "none"),
             ]
+        )
+    )
+    parts.append(
+        report_verdict.mapping_table(
+            "Forward-record rejects by reason", ("reason", "records"), fr["rejects_by_reason"]
         )
     )
     parts.append("</body></html>")
