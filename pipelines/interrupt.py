@@ -35,8 +35,9 @@ class Guard:
         self._previous: dict = {}
 
     def __enter__(self) -> Guard:
-        for sig in SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handle)
+        if threading.current_thread() is threading.main_thread():  # only the main thread may install handlers
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
