@@ -206,7 +206,9 @@ def test_curate_end_to_end(synthetic, tmp_path, capsys):
     assert report["options"]["max_weight"] == 30.0 and report["options"]["seed"] == 11
     assert report["splits"]["train"]["examples_without_record"] == int((~has).sum())
     assert "unbiasedness" in report["splits"]["train"]
-    assert os.path.exists(os.path.join(out, "report", "train", "report.html"))
+    html = open(os.path.join(out, "report", "train", "report.html")).read()
+    assert html.index("<h2>Verdict</h2>") < html.index("<h2>Options</h2>")  # the verdict comes first
+    assert "<b>Split train: OK</b>" in html and html.count("<img ") == 4  # one figure per plot
     assert json.loads(printed.strip().splitlines()[-1]) == acc
     assert f"selected {len(got)}" in printed
 

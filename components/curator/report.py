@@ -269,13 +269,19 @@ def _png(fig) -> str:
 
 
 def _plots(split_figures: dict) -> str:
+    """Four plots, one figure each (they wrap to the window's width): scores, p vs score, weights, labels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     st = split_figures["stats"]
-    fig, axes = plt.subplots(1, 4, figsize=(18, 3.4))
+    axes = []
+    figures = []
+    for _ in range(4):
+        fig, ax = plt.subplots(figsize=(4.6, 3.4))
+        figures.append(fig)
+        axes.append(ax)
     edges = report_stats.SCORE_BINS
     centers = np.sqrt(edges[:-1] * edges[1:])
     counts = np.asarray(st["score_hist"], dtype=float)
@@ -299,9 +305,11 @@ def _plots(split_figures: dict) -> str:
     axes[3].bar(x + 0.27, st["sum_w_label"], 0.27, label="weighted")
     axes[3].set(xticks=x, xticklabels=labels, title="per-label counts", xlabel="label")
     axes[3].legend(fontsize=8)
-    out = _png(fig)
-    plt.close(fig)
-    return f'<img alt="selection plots" src="data:image/png;base64,{out}">'
+    images = []
+    for fig, ax in zip(figures, axes):
+        images.append(f'<img alt="{html.escape(ax.get_title())}" src="data:image/png;base64,{_png(fig)}">')
+        plt.close(fig)
+    return "<div>" + " ".join(images) + "</div>"
 
 
 def _table(rows: list[tuple]) -> str:
