@@ -303,7 +303,9 @@ def cmd_curate(args: argparse.Namespace) -> int:
         f"{PROG} curate", lambda: publish.discard(staging[0] if staging else None, busy=True)
     ) as guard:
         try:
-            report = guard.run(lambda: _curate(args, options, replaced, staging, guard))
+            report = guard.run(
+                lambda: _curate(args, options, replaced, staging, guard), _progress, PROGRESS_EVERY
+            )
         except BaseException:
             publish.discard(staging[0] if staging else None)
             raise
@@ -315,6 +317,22 @@ def cmd_curate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report["splits"][split]["accounting"], sort_keys=True))
     return 0
+
+
+PROGRESS_EVERY = 10.0  # seconds between progress lines
+
+
+def _progress(seconds: float) -> None:
+    """A progress line while the job runs: records read so far (in-process runners)."""
+    files = sys.modules.get("tfx_curator.components.curator.tfrecord_files")
+    if files is not None and files.PROGRESS["records"]:
+        read = files.PROGRESS
+        print(
+            f"[{PROG}] {seconds:.0f} s: {read['records']} records read, {read['files']} files done",
+            flush=True,
+        )
+    else:
+        print(f"[{PROG}] {seconds:.0f} s: starting", flush=True)
 
 
 def summary_lines(report: dict, split: str) -> list[str]:

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -64,9 +65,11 @@ class Guard:
     def critical(self) -> _Critical:
         return _Critical(self)
 
-    def run(self, work: Callable[[], object]):
-        """work() in a worker thread; the main thread waits (and stays free to handle signals). Returns its
-        result or raises its exception."""
+    def run(
+        self, work: Callable[[], object], tick: Callable[[float], None] | None = None, every: float = 10.0
+    ):
+        """work() in a worker thread; the main thread waits (and stays free to handle signals), calling
+        tick(seconds since the start) every `every` seconds. Returns work's result or raises its exception."""
         result: dict = {}
 
         def target():
@@ -76,9 +79,15 @@ class Guard:
                 result["error"] = e
 
         worker = threading.Thread(target=target, name="curation", daemon=True)
+        started = time.monotonic()
+        next_tick = started + every
         worker.start()
         while worker.is_alive():
-            worker.join(0.2)
+            worker.join(min(0.2, every))
+            now = time.monotonic()
+            if tick is not None and worker.is_alive() and now >= next_tick:
+                tick(now - started)
+                next_tick = now + every
         if "error" in result:
             raise result["error"]
         return result.get("value")
