@@ -17,15 +17,18 @@ import argparse
 import dataclasses
 import inspect
 import json
+import logging
 import os
 import re
 import sys
 import textwrap
+import time
 import warnings
 
 from tfx_curator.components.curator import options as options_lib
 from tfx_curator.components.curator import publish
 from tfx_curator.components.curator.options import CurationOptions
+from tfx_curator.pipelines import interrupt
 
 PROG = "tfx-curator"
 REPORT_DIR = "report"
@@ -229,12 +232,17 @@ def options_from_args(args: argparse.Namespace, only: tuple[str, ...] | None = N
 
 
 def _glob_or_fail(pattern: str, what: str) -> list[str]:
-    import tensorflow as tf
+    """The files of an input glob, as the job will read them (tfrecord_files.list_files: a folder is an error)."""
+    from tfx_curator.components.curator import tfrecord_files
 
     try:
-        files = [f for f in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(f)]
-    except Exception as e:  # noqa: BLE001 - any filesystem error is a user error here
-        raise CliError(f"{what} {pattern!r}: {e}") from None
+        files = tfrecord_files.list_files(pattern)
+    except Exception as e:  # noqa: BLE001 - a folder in the glob, or any filesystem error, is a user error here
+        raise CliError(
+            f"{what} {one_line(e)}"
+            if isinstance(e, tfrecord_files.InputFilesError)
+            else f"{what} {pattern!r}: {one_line(e)}"
+        ) from None
     if not files:
         raise CliError(f"{what} {pattern!r} matches no files")
     return files
@@ -288,6 +296,81 @@ def _beam_pipeline_factory(beam_args: list[str]):
 def cmd_curate(args: argparse.Namespace) -> int:
     options = options_from_args(args)  # first: bad options fail before TF and Beam are imported
     split = options.splits[0]
+    publish.recover(args.output)  # what a killed run left next to the output
+    replaced = check_output(args.output, split, args.overwrite)  # an existing output is refused at once
+    staging: list[str] = []
+    with interrupt.Guard(
+        f"{PROG} curate", lambda: publish.discard(staging[0] if staging else None, busy=True)
+    ) as guard:
+        try:
+            report = guard.run(
+                lambda: _curate(args, options, replaced, staging, guard), _progress, PROGRESS_EVERY
+            )
+        except BaseException:
+            publish.discard(staging[0] if staging else None)
+            raise
+    curated_uri, report_uri = args.output, os.path.join(args.output, REPORT_DIR, split)
+    for line in summary_lines(report, split):
+        print(f"[{PROG}] {line}")
+    print(f"[{PROG}] curated examples: {os.path.join(curated_uri, f'Split-{split}')}")
+    print(f"[{PROG}] report: {os.path.join(report_uri, 'report.html')}")
+    if args.json:
+        print(json.dumps(report["splits"][split]["accounting"], sort_keys=True))
+    return 0
+
+
+PROGRESS_EVERY = 10.0  # seconds between progress lines
+
+
+def _progress(seconds: float) -> None:
+    """A progress line while the job runs: records read so far (in-process runners)."""
+    files = sys.modules.get("tfx_curator.components.curator.tfrecord_files")
+    if files is not None and files.PROGRESS["records"]:
+        read = files.PROGRESS
+        print(
+            f"[{PROG}] {seconds:.0f} s: {read['records']} records read, {read['files']} files done",
+            flush=True,
+        )
+    else:
+        print(f"[{PROG}] {seconds:.0f} s: starting", flush=True)
+
+
+def summary_lines(report: dict, split: str) -> list[str]:
+    """The run in a few lines: accounting, rejects, forward records (format, rejects, orphans), skipped files,
+    the report's notes."""
+    s, fr = report["splits"][split], report["forward_records"]
+    acc = s["accounting"]
+    lines = [
+        f"read {acc['examples_read']}, selected {acc['selected']}, not selected {acc['not_selected']}, "
+        f"rejected {acc['rejected']}; without a forward record {s['examples_without_record']}; "
+        f"effective sample size {s['effective_sample_size']:.1f}"
+    ]
+    if s["rejects_by_reason"]:
+        lines.append("example rejects: " + _counts(s["rejects_by_reason"]))
+    lines.append(
+        f"forward records: format {fr['format']!r} ({fr['format_detection']}); decoded {fr['decoded']}, "
+        f"rejected {fr['rejected']}, orphans (no example) {fr['orphans']}"
+        + (f"; rejects: {_counts(fr['rejects_by_reason'])}" if fr["rejects_by_reason"] else "")
+    )
+    skipped = s["corrupt_files"] + fr["corrupt_files"]
+    if skipped:
+        lines.append(
+            f"skipped {len(skipped)} corrupt file(s): "
+            + "; ".join(f"{c['path']} after {c['records_read']} records" for c in skipped)
+        )
+    lines += [f"note: {note}" for note in s["notes"]]
+    return lines
+
+
+def _counts(by_reason: dict[str, int]) -> str:
+    return ", ".join(
+        f"{reason} {n}" for reason, n in sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
+
+
+def _curate(args, options: CurationOptions, replaced: list[str], staging: list[str], guard) -> dict:
+    """Check the inputs, run the job into a staging folder (appended to `staging`), publish it; report.json."""
+    split = options.splits[0]
     inputs = [("--examples", f) for f in _glob_or_fail(args.examples, "--examples")]
     inputs += [("--records", f) for f in _glob_or_fail(args.records, "--records")]
     try:
@@ -295,44 +378,32 @@ def cmd_curate(args: argparse.Namespace) -> int:
     except publish.OutputConflictError as e:
         raise CliError(str(e)) from None
     beam_args = list(args.beam_arg or [])
-    publish.recover(args.output)  # what a killed run left next to the output
-    replaced = check_output(args.output, split, args.overwrite)
     from tfx_curator.components.curator import job
 
     print(f"[{PROG}] curating split {split!r}: {args.examples} with records {args.records}", flush=True)
     print(f"[{PROG}] options: {options.to_json()}", flush=True)
     if beam_args:
         print(f"[{PROG}] beam args: {beam_args}", flush=True)
-    staging = publish.stage(args.output)
-    try:
-        publish.carry_over(args.output, staging, replaced)
-        report = job.run(
-            _beam_pipeline_factory(beam_args),
-            {split: args.examples},
-            args.records,
-            options,
-            staging,
-            os.path.join(staging, REPORT_DIR, split),
-        )
-        publish.commit(staging, args.output)
-    except BaseException:
-        publish.discard(staging)
-        raise
-    curated_uri, report_uri = args.output, os.path.join(args.output, REPORT_DIR, split)
-    s = report["splits"][split]
-    acc = s["accounting"]
-    print(
-        f"[{PROG}] read {acc['examples_read']}, selected {acc['selected']}, not selected {acc['not_selected']}, "
-        f"rejected {acc['rejected']}; without a forward record {s['examples_without_record']}; "
-        f"effective sample size {s['effective_sample_size']:.1f}"
+    staging.append(publish.stage(args.output))
+    publish.carry_over(args.output, staging[0], replaced)
+    started, cpu = time.monotonic(), time.process_time()
+    print(f"[{PROG}] running the Beam job (output staged in {staging[0]})", flush=True)
+    report = job.run(
+        _beam_pipeline_factory(beam_args),
+        {split: args.examples},
+        args.records,
+        options,
+        staging[0],
+        os.path.join(staging[0], REPORT_DIR, split),
     )
-    fr = report["forward_records"]
-    print(f"[{PROG}] forward-record format {fr['format']!r} ({fr['format_detection']})")
-    print(f"[{PROG}] curated examples: {os.path.join(curated_uri, f'Split-{split}')}")
-    print(f"[{PROG}] report: {os.path.join(report_uri, 'report.html')}")
-    if args.json:
-        print(json.dumps(report["splits"][split]["accounting"], sort_keys=True))
-    return 0
+    print(
+        f"[{PROG}] job done in {time.monotonic() - started:.1f} s (CPU {time.process_time() - cpu:.1f} s); "
+        "accounting holds: publishing",
+        flush=True,
+    )
+    with guard.critical():
+        publish.commit(staging[0], args.output)
+    return report
 
 
 VALIDATE_FIELDS = ("id_feature", "prediction_key", "hidden_norm_key", "task")
@@ -389,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(Dong et al. 2021, 'One Backward from Ten Forward').",
         formatter_class=_Formatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     curate = sub.add_parser(
@@ -450,11 +522,31 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def quiet_start_up() -> None:
+    """No TensorFlow start-up noise: the cuFFT/cuDNN/cuBLAS "E" lines need level 3 (`TF_CPP_MIN_LOG_LEVEL=0` in
+    the environment shows everything again); Beam's python-snappy warning; google.api_core's Python warning."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", message="You are using a non-supported Python version")
+    logging.getLogger("apache_beam.io.tfrecordio").setLevel(logging.ERROR)
+
+
+def version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("tfx-curator")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_start_up()
     parser = build_parser()
     args = parse_args(parser, sys.argv[1:] if argv is None else argv)
+    if not getattr(
+        args, "debug", False
+    ):  # Beam logs a failing DoFn's traceback itself; the error says it all
+        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     try:
         return args.func(args)
     except CliError as e:

@@ -206,7 +206,9 @@ def test_curate_end_to_end(synthetic, tmp_path, capsys):
     assert report["options"]["max_weight"] == 30.0 and report["options"]["seed"] == 11
     assert report["splits"]["train"]["examples_without_record"] == int((~has).sum())
     assert "unbiasedness" in report["splits"]["train"]
-    assert os.path.exists(os.path.join(out, "report", "train", "report.html"))
+    html = open(os.path.join(out, "report", "train", "report.html")).read()
+    assert html.index("<h2>Verdict</h2>") < html.index("<h2>Options</h2>")  # the verdict comes first
+    assert "<b>Split train: OK</b>" in html and html.count("<img ") == 4  # one figure per plot
     assert json.loads(printed.strip().splitlines()[-1]) == acc
     assert f"selected {len(got)}" in printed
 
@@ -293,8 +295,10 @@ def test_failed_overwrite_keeps_the_previous_output(synthetic, tmp_path, capsys)
     (corrupt / "data.gz").write_bytes(data[: len(data) // 2])
     argv = _argv(root, out, "--no-statistics", "--overwrite", "--seed", "3")
     argv[argv.index("--examples") + 1] = str(corrupt / "*.gz")
-    with pytest.raises(Exception, match="corrupt or truncated"):
+    with pytest.raises(SystemExit) as e:
         cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 1 and len(err.splitlines()) == 1 and "corrupt or truncated" in err, err
     assert _files_and_bytes(out) == before
     assert os.listdir(tmp_path) == ["corrupt", "out"]  # no staging folder left
 
@@ -401,3 +405,128 @@ def test_a_report_of_the_older_shared_layout_is_kept_or_replaced_by_its_split(tm
     (tmp_path / "file").write_text("")
     with pytest.raises(cli.CliError, match="is a file"):
         cli.check_output(str(tmp_path / "file"), "train", overwrite=True)
+
+
+@pytest.mark.parametrize(
+    "signame, code, moment",
+    [("SIGINT", 130, "curated_written"), ("SIGTERM", 143, "staging"), ("SIGTERM", 143, "figures")],
+)
+def test_sigint_and_sigterm_stop_at_once_and_remove_temporary_output(
+    synthetic, tmp_path, signame, code, moment
+):
+    """Issue 12, bug 4: Ctrl-C was once swallowed (exit 0), once left the process hung for 10 minutes."""
+    import signal
+    import time
+
+    root, _ = synthetic
+    out = str(tmp_path / "out")
+    os.makedirs(os.path.join(out, "Split-eval"))
+    open(os.path.join(out, "Split-eval", "keep.gz"), "wb").write(b"previous output")
+    proc = subprocess.Popen(
+        _console_script() + _argv(root, out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and not KILL_MOMENTS[moment](out) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert proc.poll() is None, "the run ended before the signal"
+    sent = time.monotonic()
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=900)
+    waited = time.monotonic() - sent
+    assert proc.returncode == code, err
+    assert waited < 10, waited
+    lines = [line for line in err.splitlines() if "interrupted" in line]
+    assert lines == [
+        f"tfx-curator curate: interrupted by {signame}: temporary output removed, the output "
+        "folder is unchanged"
+    ], err
+    assert "Traceback" not in err
+    assert _files_and_bytes(out) == {os.path.join("Split-eval", "keep.gz"): b"previous output"}
+    assert os.listdir(tmp_path) == ["out"]  # no staging folder left
+
+
+@pytest.mark.parametrize("odd", ["int64", "bytes"])
+def test_validate_records_reports_mixed_types_as_an_anomaly(tmp_path, capsys, odd):
+    """Issue 12, bug 5: one int64 `prediction` among floats gave a 51-line traceback; a bytes one, "Unable to
+    merge incompatible type". Both are anomalies now (exit 1, the feature, the counts and the first record)."""
+    records = [helpers.make_record(f"r{i}".encode(), 0.5) for i in range(40)]
+    bad = tf.train.Example()
+    bad.features.feature["example_id"].bytes_list.value.append(b"odd")
+    if odd == "int64":
+        bad.features.feature["prediction"].int64_list.value.append(1)
+    else:
+        bad.features.feature["prediction"].bytes_list.value.append(b"0.5")
+    helpers.write_tfrecords(str(tmp_path / "a.gz"), records)
+    helpers.write_tfrecords(str(tmp_path / "b.gz"), [bad.SerializeToString()] * 2)
+    assert cli.main(["validate-records", "--records", str(tmp_path / "*.gz")]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"ANOMALY prediction: Mixed types - float_list in 40 record(s), {odd}_list in 2 record(s) "
+        f"(first: {tmp_path / 'b.gz'} record 0)" in out
+    ), out
+
+
+def test_a_glob_matching_a_folder_is_refused_by_the_cli_and_by_the_job(synthetic, tmp_path, capsys):
+    """Issue 12, bug 6: the CLI's check skipped folders, then the job failed with `Is a directory`."""
+    import apache_beam as beam
+
+    from tfx_curator.components.curator import job, tfrecord_files
+
+    root, _ = synthetic
+    examples = tmp_path / "examples"
+    shutil.copytree(os.path.join(root, "examples", "Split-train"), examples)
+    (examples / "sub").mkdir()
+    pattern = str(examples / "*")
+    argv = _argv(root, str(tmp_path / "out"), "--no-statistics")
+    argv[argv.index("--examples") + 1] = pattern
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1, err
+    assert f"matches 1 folder(s), e.g. {examples / 'sub'}: input globs must match TFRecord files only" in err
+    # the job (as the TFX executor runs it) says the same, before any work
+    with pytest.raises(tfrecord_files.InputFilesError, match="input globs must match TFRecord files only"):
+        job.run(
+            beam.Pipeline,
+            {"train": pattern},
+            os.path.join(root, "records", "*"),
+            CurationOptions(compute_statistics=False),
+            str(tmp_path / "c"),
+            str(tmp_path / "r"),
+        )
+    assert sorted(os.listdir(tmp_path)) == ["examples"]
+
+
+def test_version_summary_quiet_start_up_and_debug(synthetic, tmp_path):
+    """Issue 12, experience: --version; no TensorFlow/Beam start-up noise; a summary with the record figures and
+    the notes; a data error in one line, its traceback with --debug."""
+    root, _ = synthetic
+    version = _run_cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("tfx-curator 0.")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = str(tmp_path / "out")
+    proc = subprocess.run(
+        _console_script() + _argv(root, out, "--no-statistics"),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "", proc.stderr  # no cuFFT/cuDNN/cuBLAS lines, no snappy warning
+    assert "forward records: format 'plain' (auto: detected from the first 64 records" in proc.stdout
+    assert "orphans (no example) 0" in proc.stdout and "note: " in proc.stdout
+    assert "accounting holds: publishing" in proc.stdout
+    bad = tmp_path / "bad.gz"
+    bad.write_bytes(b"not gzip at all")
+    argv = _argv(root, str(tmp_path / "out2"), "--no-statistics")
+    argv[argv.index("--records") + 1] = str(bad)
+    plain = _run_cli(*argv)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr, plain.stderr
+    assert "is named *.gz but is not gzip-compressed" in plain.stderr.strip().splitlines()[-1]
+    debug = _run_cli(*argv, "--debug")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr

@@ -58,7 +58,7 @@ def test_record_format_is_detected_and_reported(inputs, tmp_path, capsys, fmt):
     assert report["forward_records"]["format_detection"].startswith("auto: detected")
     assert report["forward_records"]["decoded"] == N
     assert report["splits"]["train"]["examples_without_record"] == 0
-    assert f"forward-record format {expected!r} (auto: detected" in capsys.readouterr().out
+    assert f"forward records: format {expected!r} (auto: detected" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -827,3 +827,81 @@ def test_skip_corrupt_files_counts_and_lists_them_in_the_report(tmp_path):
     records = run.report["forward_records"]
     assert records["decoded"] == 100 + sum(n for p, n in intact.items() if "/rec/" in p)
     assert records["rejected"] == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rows: messages that say what happened (issue 12, bug 8)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _read_error(path: str) -> str:
+    with pytest.raises(tfrecord_files.CorruptFileError) as e:
+        list(tfrecord_files._ReadFileDoFn(1024, False).process(path))
+    return str(e.value)
+
+
+def test_corrupt_file_error_counts_the_intact_records_and_hides_tensorflow_internals(tmp_path):
+    raws = [_example(f"k{i:03d}".encode(), i % 2) for i in range(300)]
+    data, ends = _framed(raws)
+    data = bytearray(data)
+    data[ends[127] + 12 + len(raws[128]) // 2] ^= 0xFF  # record 128 damaged: 128 intact before it
+    path = str(tmp_path / "bad.tfrecord")
+    open(path, "wb").write(bytes(data))
+    message = _read_error(path)
+    assert f"corrupt or truncated TFRecord file {path} (after 128 intact records)" in message, message
+    assert "{{function_node" not in message and "__wrapped__" not in message, message
+    assert "skip_corrupt_files" in message
+
+
+@pytest.mark.parametrize("gzip, name", [(True, "data.tfrecord"), (False, "data.gz")])
+def test_wrong_compression_says_so_and_does_not_suggest_skipping(tmp_path, gzip, name):
+    path = helpers.write_tfrecords(str(tmp_path / name), [_example(b"a", 1)] * 10, gzip=gzip)
+    message = _read_error(path)
+    expected = "is gzip-compressed but not named *.gz" if gzip else "is named *.gz but is not gzip-compressed"
+    assert expected in message and "rename it" in message, message
+    assert "skip_corrupt_files" not in message  # skipping would drop the whole (intact) file
+
+
+def test_every_example_rejected_is_noted_as_such_not_as_budget_zero(tmp_path):
+    root = str(tmp_path)
+    ids = [f"n{i:03d}".encode() for i in range(50)]
+    helpers.write_tfrecords(
+        os.path.join(root, "ex", "d.gz"), [helpers.make_example(i) for i in ids]
+    )  # no label
+    helpers.write_tfrecords(os.path.join(root, "rec", "r.gz"), [helpers.make_record(i, 0.3) for i in ids])
+    options = CurationOptions(budget=0.1, max_reject_rate=1.0, max_missing_record_rate=1.0)
+    run = Run(root, {"train": os.path.join(root, "ex", "*")}, os.path.join(root, "rec", "*"), options)
+    notes = run.split("train")["notes"]
+    assert "all 50 examples rejected (see rejects_by_reason): nothing to select" in notes, notes
+    assert not any("budget 0" in n for n in notes), notes
+    # and without accepting it, the run fails naming the reason
+    with pytest.raises(ValueError, match="50 of 50 examples rejected \\(missing_label 50\\)"):
+        Run(
+            str(tmp_path / "again"),
+            {"train": os.path.join(root, "ex", "*")},
+            os.path.join(root, "rec", "*"),
+            CurationOptions(),
+        )
+
+
+def test_conflicting_duplicate_ids_are_rejected_and_counted_in_the_report(tmp_path):
+    """Issue 12, bug 9, end to end: every copy rejected with its reason, counted, the accounting holds."""
+    root = str(tmp_path)
+    ids = [f"d{i:03d}".encode() for i in range(60)]
+    examples = [_example(i, k % 2) for k, i in enumerate(ids)]
+    examples += [_example(ids[0], 1, extra=b"copy"), _example(ids[1], 1, extra=b"copy")]  # d000: 0 vs 1
+    helpers.write_tfrecords(os.path.join(root, "ex", "d.gz"), examples)
+    helpers.write_tfrecords(os.path.join(root, "rec", "r.gz"), [helpers.make_record(i, 0.3) for i in ids])
+    run = Run(
+        root, {"train": os.path.join(root, "ex", "*")}, os.path.join(root, "rec", "*"), CurationOptions()
+    )
+    split = run.split("train")
+    assert split["rejects_by_reason"] == {
+        example_keys.CONFLICTING_DUPLICATE: 2,
+        example_keys.DUPLICATE_EXAMPLE_ID: 1,
+    }
+    assert split["accounting"]["examples_read"] == 62 and split["accounting"]["holds"]
+    conflicting = {k[3] for k in run.rejects if k[2] == example_keys.CONFLICTING_DUPLICATE}
+    assert conflicting == {examples[0], examples[60]}
+    assert ids[0] not in run.curated["train"]
+    assert run.report["forward_records"]["orphans"] == 1

@@ -135,6 +135,13 @@ def test_duplicate_record_policies(policy, expected):
     assert (got[0], got[1]) == expected
 
 
+def _join(p, examples, records, options):
+    return (
+        p | "Ex" >> beam.Create(examples),
+        p | "Rec" >> beam.Create(records),
+    ) | transforms.JoinForwardRecords(options)
+
+
 def test_join_counts_orphans_duplicates_and_missing_records():
     options = CurationOptions()
     examples = [
@@ -151,10 +158,7 @@ def test_join_counts_orphans_duplicates_and_missing_records():
         (b"orphan", REC["new"]),
     ]
     with TestPipeline() as p:
-        out = (
-            p | "Ex" >> beam.Create(examples),
-            p | "Rec" >> beam.Create(records),
-        ) | transforms.JoinForwardRecords(options)
+        out = _join(p, examples, records, options)
         assert_that(
             out.joined | beam.Map(lambda r: (r[1], r[2], None if math.isnan(r[4]) else r[4])),
             equal_to([(b"a", b"raw-a", 0.2), (b"b", b"raw-b", None), (b"dup", b"raw-dup-1", 0.9)]),
@@ -187,3 +191,37 @@ def test_weight_suffix_merges_into_the_original_example():
     assert list(f["sample_weight"].float_list.value) == [3.25]  # the appended value wins
     assert f["example_id"].bytes_list.value[0] == b"id" and f["x"].float_list.value[0] == 2.5
     assert merged.SerializeToString(deterministic=True) != raw
+
+
+def test_duplicate_ids_with_conflicting_labels_reject_every_copy():
+    """Issue 12, bug 9: one copy was kept (smallest bytes) whatever the labels said."""
+    options = CurationOptions()
+    examples = [
+        (b"same", (0, b"raw-same-1", 1.0)),
+        (b"same", (0, b"raw-same-2", 1.0)),
+        (b"clash", (0, b"raw-clash-1", 0.0)),
+        (b"clash", (0, b"raw-clash-2", 1.0)),
+        (b"clash", (1, b"raw-clash-3", 1.0)),
+    ]
+    records = [(b"same", REC["old"]), (b"clash", REC["old"]), (b"clash", REC["new"])]
+    with TestPipeline() as p:
+        out = _join(p, examples, records, options)
+        assert_that(out.joined | beam.Map(lambda r: (r[1], r[2])), equal_to([(b"same", b"raw-same-1")]))
+        conflict = example_keys.CONFLICTING_DUPLICATE
+        assert_that(
+            out[transforms.REJECTS] | beam.Map(lambda r: (r[0], r[2], r[3])),
+            equal_to(
+                [
+                    (0, example_keys.DUPLICATE_EXAMPLE_ID, b"raw-same-2"),
+                    (0, conflict, b"raw-clash-1"),
+                    (0, conflict, b"raw-clash-2"),
+                    (1, conflict, b"raw-clash-3"),
+                ]
+            ),
+            label="Rejects",
+        )
+        assert_that(
+            out[transforms.EVENTS],
+            equal_to([((transforms.RECORDS_SPLIT, transforms.ORPHAN_RECORDS), 2)]),
+            label="Events",
+        )

@@ -26,7 +26,10 @@ LABEL_NON_NUMERIC = "label_non_numeric"
 LABEL_NOT_SINGLE = "label_not_single_valued"
 LABEL_NON_FINITE = "label_non_finite"
 LABEL_OUT_OF_DOMAIN = "label_out_of_domain"
-DUPLICATE_EXAMPLE_ID = "duplicate_example_id"
+DUPLICATE_EXAMPLE_ID = "duplicate_example_id"  # a copy beyond the kept one (all copies have the same label)
+CONFLICTING_DUPLICATE = (
+    "duplicate_example_id_conflicting_labels"  # every copy: the copies disagree on the label
+)
 REJECT_REASONS = (
     UNPARSEABLE,
     MISSING_ID,
@@ -40,6 +43,7 @@ REJECT_REASONS = (
     LABEL_NON_FINITE,
     LABEL_OUT_OF_DOMAIN,
     DUPLICATE_EXAMPLE_ID,
+    CONFLICTING_DUPLICATE,
 )
 
 

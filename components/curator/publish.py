@@ -244,10 +244,23 @@ def commit(staging: str, target: str) -> None:
     rmtree(_join(target, COMPLETE_MARKER))
 
 
-def discard(staging: str | None) -> None:
-    """Delete a staging folder (a failed or interrupted run); nothing was published."""
-    if staging:
-        rmtree(staging)
+def discard(staging: str | None, busy: bool = False) -> None:
+    """Delete a staging folder (a failed or interrupted run); nothing was published.
+
+    busy: threads may still be writing into it (a signal stops the run mid-job). Locally the folder is first
+    renamed and a file put in its place, so that they fail instead of re-creating it while it is deleted.
+    """
+    if not staging or not exists(staging):
+        return
+    if busy and is_local(staging) and os.path.isdir(staging):
+        dead = staging + ".discarded"
+        os.rename(staging, dead)
+        with open(staging, "w", encoding="utf-8"):
+            pass
+        shutil.rmtree(dead, ignore_errors=True)
+        os.remove(staging)
+        return
+    rmtree(staging)
 
 
 def recover(target: str) -> list[str]:

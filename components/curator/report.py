@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from tfx_curator.components.curator import report_stats
+from tfx_curator.components.curator import report_stats, report_verdict
 
 STATS_DIR = "statistics"
 RAW, UNWEIGHTED, WEIGHTED = "raw", "curated_unweighted", "curated_weighted"
@@ -211,7 +211,9 @@ def _notes(plan: dict, stats: dict, counts: dict, read: int) -> list[str]:
             "no example of this split has a forward record: the missing-record policy decided everything"
         )
     kept = stats["n_kept"]
-    if plan["budget"] == 0 and read:
+    if read and counts["n"] == 0:
+        notes.append(f"all {read} examples rejected (see rejects_by_reason): nothing to select")
+    if plan["budget"] == 0 and counts["n"]:
         notes.append(
             f"budget 0: {kept} selected anyway, by the p_min floor or missing_record_policy 'keep'"
             if kept
@@ -267,13 +269,19 @@ def _png(fig) -> str:
 
 
 def _plots(split_figures: dict) -> str:
+    """Four plots, one figure each (they wrap to the window's width): scores, p vs score, weights, labels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     st = split_figures["stats"]
-    fig, axes = plt.subplots(1, 4, figsize=(18, 3.4))
+    axes = []
+    figures = []
+    for _ in range(4):
+        fig, ax = plt.subplots(figsize=(4.6, 3.4))
+        figures.append(fig)
+        axes.append(ax)
     edges = report_stats.SCORE_BINS
     centers = np.sqrt(edges[:-1] * edges[1:])
     counts = np.asarray(st["score_hist"], dtype=float)
@@ -297,9 +305,11 @@ def _plots(split_figures: dict) -> str:
     axes[3].bar(x + 0.27, st["sum_w_label"], 0.27, label="weighted")
     axes[3].set(xticks=x, xticklabels=labels, title="per-label counts", xlabel="label")
     axes[3].legend(fontsize=8)
-    out = _png(fig)
-    plt.close(fig)
-    return f'<img alt="selection plots" src="data:image/png;base64,{out}">'
+    images = []
+    for fig, ax in zip(figures, axes):
+        images.append(f'<img alt="{html.escape(ax.get_title())}" src="data:image/png;base64,{_png(fig)}">')
+        plt.close(fig)
+    return "<div>" + " ".join(images) + "</div>"
 
 
 def _table(rows: list[tuple]) -> str:
@@ -318,7 +328,9 @@ def render_html(report: dict, figures: dict) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>tfx-curator report</title><style>",
         "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;margin:.5em 0}",
         "th,td{border:1px solid #ccc;padding:2px 8px;text-align:left} .bad{color:#b00;font-weight:bold}",
+        "img{max-width:100%;height:auto} .ok{color:#070}",
         "</style></head><body><h1>tfx-curator curation report</h1>",
+        report_verdict.verdict_html(report),
         "<h2>Options</h2>",
         _table(sorted(report["options"].items())),
     ]
@@ -334,7 +346,6 @@ def render_html(report: dict, figures: dict) -> str:
                     ("selected", acc["selected"]),
                     ("not selected", acc["not_selected"]),
                     ("rejected", acc["rejected"]),
-                    ("rejects by reason", e["rejects_by_reason"] or "none"),
                     (
                         "without forward record",
                         f"{e['examples_without_record']} (policy {e['missing_record_policy']})",
@@ -345,16 +356,16 @@ def render_html(report: dict, figures: dict) -> str:
                         f"{e['budget']['asked']:.6g} / "
                         f"{e['budget']['expected']:.6g} / {e['budget']['achieved']}",
                     ),
-                    ("lambda", e["lambda"]),
                     ("effective sample size", e["effective_sample_size"]),
                     ("estimator error ratio vs uniform", e["estimator_error"]["ratio_vs_uniform"]),
                     ("sum of weights / examples read", f"{e['weights']['sum']:.6g} / {acc['examples_read']}"),
                     ("max weight", e["weights"]["max"]),
-                    ("corrupt files skipped", e["corrupt_files"] or "none"),
+                    ("corrupt files skipped", len(e["corrupt_files"])),
                     ("notes", "; ".join(e["notes"]) or "none"),
                 ]
             )
         )
+        parts.append(report_verdict.split_tables(e))
         parts.append(_plots(figures["splits"][split]))
         unb = e.get("unbiasedness")
         if unb:
@@ -379,8 +390,12 @@ def render_html(report: dict, figures: dict) -> str:
                 ("decoded", fr["decoded"]),
                 ("orphans (no example)", fr["orphans"]),
                 ("rejected", fr["rejected"]),
-                ("rejects by reason", fr["rejects_by_reason"] or "none"),
             ]
+        )
+    )
+    parts.append(
+        report_verdict.mapping_table(
+            "Forward-record rejects by reason", ("reason", "records"), fr["rejects_by_reason"]
         )
     )
     parts.append("</body></html>")

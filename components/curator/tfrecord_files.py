@@ -14,17 +14,33 @@ from apache_beam.metrics import Metrics
 
 CORRUPT_FILES = "corrupt_files"
 NAMESPACE = "tfx_curator"
+# Records and files read to the end by the readers of this process: progress for the command line (an
+# in-process runner, DirectRunner's default; workers in other processes leave it at 0). Approximate by design.
+PROGRESS = {"records": 0, "files": 0}
 
 
 class CorruptFileError(IOError):
     """A TFRecord file could not be read to the end."""
 
 
+class InputFilesError(ValueError):
+    """An input glob matches a folder: reading it would fail with `Is a directory` (or skip its files silently)."""
+
+
 def list_files(file_pattern: str) -> list[str]:
-    """Files matching a glob (local, gs://, ... as TensorFlow's filesystems support), sorted."""
+    """Files matching a glob (local, gs://, ... as TensorFlow's filesystems support), sorted.
+
+    A glob that matches a folder is an error (InputFilesError naming it), in the CLI's check as in the job."""
     import tensorflow as tf
 
-    return sorted(tf.io.gfile.glob(file_pattern))
+    paths = sorted(tf.io.gfile.glob(file_pattern))
+    folders = [p for p in paths if tf.io.gfile.isdir(p)]
+    if folders:
+        raise InputFilesError(
+            f"{file_pattern!r} matches {len(folders)} folder(s), e.g. {folders[0]}: input globs must match "
+            f"TFRecord files only (e.g. '{folders[0].rstrip('/')}/*'); narrow the pattern"
+        )
+    return paths
 
 
 def first_records(paths: list[str], n: int) -> list[bytes]:
@@ -99,6 +115,7 @@ class _ReadFileDoFn(beam.DoFn):
         try:
             for batch in dataset.batch(self._batch_size).as_numpy_iterator():
                 read += len(batch)
+                PROGRESS["records"] += len(batch)
                 records = batch.tolist()
                 if gzip:  # framing: 8 bytes length + 4 CRC before each record, 4 CRC after
                     size += sum(map(len, records)) + 16 * len(records)
@@ -106,25 +123,67 @@ class _ReadFileDoFn(beam.DoFn):
             problem = gzip_stream_problem(path, size) if gzip else None
             if problem:
                 raise CorruptFileError(problem)
+            PROGRESS["files"] += 1
         except (tf.errors.OpError, OSError) as e:
-            message = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            if not self._skip:
-                raise CorruptFileError(
-                    f"corrupt or truncated TFRecord file {path} (after {read} records): {message}; "
-                    "set skip_corrupt_files to skip the rest of such files and list them in the report"
-                ) from None
-            # The failed batch held the intact records just before the damage: read them one by one.
+            message = f"{type(e).__name__}: {clean_message(e)}"
+            # The failed batch held the intact records just before the damage: read them one by one (kept when
+            # skipping, and counted in the error either way).
             tail = []
             try:
                 for record in dataset.skip(read).as_numpy_iterator():
                     tail.append(record)
             except (tf.errors.OpError, OSError):
                 pass
+            wrong = compression_problem(path)
+            if not self._skip:
+                if wrong:
+                    raise CorruptFileError(f"TFRecord file {path} cannot be read: {wrong}") from None
+                raise CorruptFileError(
+                    f"corrupt or truncated TFRecord file {path} (after {read + len(tail)} intact records): "
+                    f"{message}; set skip_corrupt_files to keep the records before the damage, skip the rest of "
+                    "such files and list them in the report"
+                ) from None
             if tail:
                 read += len(tail)
                 yield tail
             self._corrupt.inc()
-            yield beam.pvalue.TaggedOutput(CORRUPT_FILES, (path, read, message))
+            yield beam.pvalue.TaggedOutput(
+                CORRUPT_FILES, (path, read, f"{wrong}; {message}" if wrong else message)
+            )
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def compression_problem(path: str) -> str | None:
+    """Why a file's compression does not match its name (gzip iff it ends in .gz), or None."""
+    import tensorflow as tf
+
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            head = f.read(2)
+    except (tf.errors.OpError, OSError):
+        return None
+    named_gzip = compression_of(path) == "GZIP"
+    if named_gzip and head and head != GZIP_MAGIC:
+        return (
+            "it is named *.gz but is not gzip-compressed (compression is chosen by the .gz suffix): rename it "
+            "without .gz if it holds uncompressed TFRecords"
+        )
+    if not named_gzip and head == GZIP_MAGIC:
+        return (
+            "it is gzip-compressed but not named *.gz (compression is chosen by the .gz suffix): rename it to "
+            "end in .gz"
+        )
+    return None
+
+
+def clean_message(error: BaseException) -> str:
+    """The first line of an error's message without TensorFlow's `{{function_node ...}}` internals."""
+    import re
+
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return re.sub(r"\s*\{\{function_node [^}]*\}\}\s*", " ", text).strip()
 
 
 class ReadTFRecordFiles(beam.PTransform):

@@ -169,8 +169,11 @@ def _nan_low(x: float) -> float:
 class ResolveJoinDoFn(beam.DoFn):
     """(id, {examples, records}) -> (split, id, raw, label, prediction, hidden_norm), NaN prediction = no record.
 
-    Counts orphan records, duplicate records (policy applied) and rejects duplicate example ids beyond the first
-    (ordered by split then bytes, so the choice is deterministic).
+    Counts orphan records, duplicate records (policy applied) and rejects duplicate example ids: when every copy
+    of an id has the same label, the first copy (ordered by split, then serialized bytes: a deterministic choice)
+    is kept and the others are rejected as `duplicate_example_id`; when the copies disagree on the label, no
+    copy can be trusted and all are rejected as `duplicate_example_id_conflicting_labels` (the id's forward
+    records then count as orphans).
     """
 
     def __init__(self, options: CurationOptions):
@@ -188,10 +191,15 @@ class ResolveJoinDoFn(beam.DoFn):
             return
         if len(examples) > 1:
             examples.sort(key=lambda e: (e[0], e[1]))
-            for split, raw, _ in examples[1:]:
-                yield beam.pvalue.TaggedOutput(
-                    REJECTS, (split, REJECT_SOURCE_EXAMPLES, example_keys.DUPLICATE_EXAMPLE_ID, raw)
-                )
+            conflict = len({label for _, _, label in examples}) > 1
+            reason = example_keys.CONFLICTING_DUPLICATE if conflict else example_keys.DUPLICATE_EXAMPLE_ID
+            for split, raw, _ in examples if conflict else examples[1:]:
+                yield beam.pvalue.TaggedOutput(REJECTS, (split, REJECT_SOURCE_EXAMPLES, reason, raw))
+            if conflict:  # no example left for this id: its records match nothing
+                if records:
+                    self._orphans.inc(len(records))
+                    yield beam.pvalue.TaggedOutput(EVENTS, ((RECORDS_SPLIT, ORPHAN_RECORDS), len(records)))
+                return
         split, raw, label = examples[0]
         if not records:
             yield split, example_id, raw, label, math.nan, math.nan
