@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import glob
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
-import tensorflow as tf
 
 from benchmarks.learning import analysis, harness
 from benchmarks.learning import datasets as ds_lib
@@ -56,42 +54,37 @@ def test_config_rejects_a_leaky_feature():
         ds_lib.DatasetConfig(**{**TINY.__dict__, "float_features": ("x", "score")})
 
 
-def test_harness_runs_the_protocol_with_curator_subsets(tmp_path):
+def test_harness_runs_the_protocol_resumably_and_checks_the_beam_job(tmp_path):
     prepared = ds_lib.prepare(TINY, seeds=1, work=str(tmp_path / "data"))
     assert prepared.rows == [240, 240, 240]
     run = harness.RunConfig(
         budgets=(0.25,),
-        arms=("full", "uniform", "loss_window"),
+        arms=("full", "uniform", harness.DEFAULT_ARM),
         epochs=1,
         batch_size=32,
-        workers=0,
-        seeds_override=1,
-        keep_curated=True,
+        seeds_override=2,
+        arm_seeds=(("full", 1),),
+        beam_check_steps=None,
     )
-    out = tmp_path / "run"
-    result = harness.run_protocol(prepared, run, str(out), log=lambda _: None)
-    rows = pd.DataFrame(result["rows"])
-    assert set(rows["arm"]) == {"M0", "full", "uniform", "loss_window"}
+    csv = str(tmp_path / "raw.csv")
+    result = harness.run_protocol(prepared, run, str(tmp_path / "run"), csv, log=lambda _: None)
+    rows = pd.read_csv(csv)
+    assert set(rows["arm"]) == {"M0", "full", "uniform", harness.DEFAULT_ARM}
+    assert len(rows) == 2 + 1 + 2 * 2  # M0 per seed, full for one seed, two arms x two seeds (1 step)
     for metric in ("log_loss", "auc", "ap", "calibration"):
         assert rows[metric].map(math.isfinite).all(), metric
-    curated = rows[rows["arm"].isin(["uniform", "loss_window"])]
-    # budget respected (Poisson sampling: expected 60 of 240) and the figures come from the curation report
-    assert np.allclose(curated["expected"], 60.0)
-    assert curated["selected"].between(35, 85).all()
+    curated = rows[rows["arm"].isin(["uniform", harness.DEFAULT_ARM])]
+    assert curated["selected"].between(35, 85).all()  # Poisson sampling, expected 60 of 240
     assert (curated["backward"] == curated["selected"]).all()
-    assert curated.set_index("arm").loc["uniform", "error_ratio_vs_uniform"] == pytest.approx(1.0)
+    assert curated["sum_w_over_n"].between(0.5, 1.5).all()  # Horvitz-Thompson weights stand for the span
     assert rows.set_index("arm").loc["full", "trained"] == 240
-    # the curated split the chain trained on is the Curator's output: raw examples + the weight feature
-    files = glob.glob(str(out / "step-01" / "loss_window@0.25" / "job" / "curated" / "Split-seed0" / "*.gz"))
-    assert files
-    weights = []
-    for raw in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-        ex = tf.train.Example.FromString(raw.numpy())
-        weights.append(ex.features.feature[harness.WEIGHT].float_list.value[0])
-        assert ex.features.feature[ds_lib.ID].bytes_list.value[0].endswith(b"#s0")
-    assert len(weights) == int(curated.set_index("arm").loc["loss_window", "selected"])
-    assert min(weights) >= 1.0
-    assert sum(weights) == pytest.approx(240, rel=0.5)  # Horvitz-Thompson: weights stand for the span
+    # the real Curator Beam job ran for the default and selected exactly what the pure path selected
+    [check] = result["beam_checks"]
+    assert check["identical"] and check["selected"] == check["beam_selected"] > 0
+    assert [r["step"] for r in result["logistic_regression"]] == [1]
+    # a second run finds every row done and appends nothing
+    harness.run_protocol(prepared, run, str(tmp_path / "run"), csv, log=lambda _: None)
+    assert len(pd.read_csv(csv)) == len(rows)
 
 
 def test_paired_differences_and_verdicts():

@@ -41,29 +41,38 @@ def per_seed(rows: pd.DataFrame, steps: tuple[int, ...]) -> pd.DataFrame:
 
 
 def paired(seed_means: pd.DataFrame, metric: str, arm: str, budget: float, baseline: str) -> dict:
-    """Paired difference arm - baseline (same budget, same seeds): mean, SE, n; NaN when not measured."""
+    """Paired difference arm - baseline (same budget, same seeds): mean, SE, n, and the 95% t-interval's
+    half-width `ci` (scipy.stats.t with n - 1 degrees of freedom); NaN when not measured."""
+    from scipy import stats
+
     try:
         a = seed_means.loc[(arm, budget)][metric]
         b = seed_means.loc[(baseline, budget)][metric]
     except KeyError:
-        return {"mean": math.nan, "se": math.nan, "n": 0}
+        return {"mean": math.nan, "se": math.nan, "ci": math.nan, "n": 0}
     d = (a - b).dropna()
     n = len(d)
     if n == 0:
-        return {"mean": math.nan, "se": math.nan, "n": 0}
+        return {"mean": math.nan, "se": math.nan, "ci": math.nan, "n": 0}
     se = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    return {"mean": float(d.mean()), "se": se, "n": n}
+    ci = float(stats.t.ppf(0.975, n - 1) * se) if n > 1 else math.nan
+    return {"mean": float(d.mean()), "se": se, "ci": ci, "n": n}
 
 
 def verdict(diff: dict, metric: str) -> str:
-    """'win' / 'loss' beyond 2 SE (in the metric's better direction), else 'tie'."""
-    m, se = diff["mean"], diff["se"]
-    if not np.isfinite(m) or not np.isfinite(se):
+    """'win' / 'LOSS' when the 95% interval excludes 0 (in the metric's better direction), else 'tie'.
+
+    Falls back to 2 SE when no interval was computed (old rows)."""
+    m = diff["mean"]
+    half = diff.get("ci", math.nan)
+    if not np.isfinite(half):
+        half = 2 * diff.get("se", math.nan)
+    if not np.isfinite(m) or not np.isfinite(half):
         return "n/a"
     sign = 1 if HIGHER_IS_BETTER[metric] else -1
-    if sign * m > 2 * se:
+    if sign * m > half:
         return "win"
-    if sign * m < -2 * se:
+    if sign * m < -half:
         return "LOSS"
     return "tie"
 
@@ -84,6 +93,7 @@ def cell_table(rows: pd.DataFrame, task: str, steps: tuple[int, ...]) -> pd.Data
                 d = paired(sm, m, arm, budget, base)
                 rec[f"d_{m}_vs_{base}"] = d["mean"]
                 rec[f"se_{m}_vs_{base}"] = d["se"]
+                rec[f"ci_{m}_vs_{base}"] = d["ci"]
                 rec[f"n_{m}_vs_{base}"] = d["n"]
         out.append(rec)
     return pd.DataFrame(out)
