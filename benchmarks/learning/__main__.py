@@ -138,7 +138,7 @@ def run_dataset(args, argv) -> int:
         "description": config.description,
         "task": config.task,
         "steps": config.steps,
-        "command": command_line(argv),
+        "command": command_line([a for a in argv if a != "--restart"]),  # re-running it resumes
         "report_command": f".venv/bin/python -m benchmarks.learning --dataset {config.name} --name {name} --report-only",
         "date": datetime.date.today().isoformat(),
         "machine": machine(),
