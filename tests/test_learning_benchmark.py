@@ -159,3 +159,34 @@ def test_trainer_warm_start_carries_adam_state(tmp_path):
     assert int(second.optimizer.iterations) == int(first.optimizer.iterations) > 0
     assert len(after) == len(before) > 1
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_t_intervals_and_the_data_starved_flag():
+    from scipy import stats
+
+    from benchmarks.learning import report
+
+    rows = pd.DataFrame(
+        [
+            {
+                "arm": arm,
+                "budget": b,
+                "seed": s,
+                "step": 1,
+                "auc": base + 0.01 * s + (0.002 * s if arm != "uniform" else 0),
+            }
+            for s in range(10)
+            for arm, b, base in (
+                ("uniform", 0.1, 0.70),
+                ("full", 1.0, 0.73),
+                (harness.DEFAULT_ARM, 0.1, 0.71),
+            )
+        ]
+    )
+    sm = analysis.per_seed(rows, (1,))
+    d = analysis.paired(sm, "auc", harness.DEFAULT_ARM, 0.1, "uniform")
+    assert d["ci"] == pytest.approx(stats.t.ppf(0.975, 9) * d["se"])
+    line, starved = report.sanity(rows, {"logistic_regression": [{"step": 1, "auc": 0.72}]}, (1,))
+    assert starved and "data-starved" in line and "0.7200" in line
+    close = rows.assign(auc=np.where(rows["arm"] == "full", rows["auc"] - 0.02, rows["auc"]))
+    assert not report.sanity(close, {}, (1,))[1]

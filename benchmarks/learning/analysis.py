@@ -2,7 +2,8 @@
 
 A chain's score over a range of steps is the mean of its per-step test metric; chains of the same seed share
 M0, the spans and the Curator's hash draws, so a strategy is compared with uniform (or negative down-sampling)
-by the paired difference per seed: its mean and its standard error across seeds (sd / sqrt(n)).
+by the paired difference per seed: its mean, its standard error across seeds (sd / sqrt(n)) and the 95%
+t-interval (scipy.stats.t, n - 1 degrees of freedom).
 
 Steps are split in two halves: the first half ("selection steps") is where defaults such as the defensive
 mixture `a` are chosen; the second half ("held-out steps") is reported as the headline, never used to choose.
@@ -112,10 +113,11 @@ def _f(v, digits=4) -> str:
     return f"{v:.{digits}f}"
 
 
-def _diff(mean, se, digits=4) -> str:
+def _diff(mean, half, digits=4) -> str:
+    """A difference ± the half-width of its interval."""
     if not np.isfinite(mean):
         return "–"
-    return f"{mean:+.{digits}f} ± {se:.{digits}f}" if np.isfinite(se) else f"{mean:+.{digits}f}"
+    return f"{mean:+.{digits}f} ± {half:.{digits}f}" if np.isfinite(half) else f"{mean:+.{digits}f}"
 
 
 ARM_ORDER = (FULL.name, *(a.name for a in ARMS))
@@ -135,7 +137,8 @@ def markdown_cells(table: pd.DataFrame, task: str) -> str:
     if task == "binary":
         head = (
             "| budget | strategy | seeds | AUC (sd) | AP (sd) | log loss | calib. | backward / step "
-            "| ΔAUC vs uniform ± SE | ΔAP vs uniform ± SE | ΔAUC vs neg. ds. ± SE | ΔAP vs neg. ds. ± SE "
+            "| ΔAUC vs uniform ± 95% CI | ΔAP vs uniform ± 95% CI | ΔAUC vs neg. ds. ± 95% CI "
+            "| ΔAP vs neg. ds. ± 95% CI "
             "| est. error ratio vs uniform |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         )
     else:
@@ -160,13 +163,21 @@ def markdown_cells(table: pd.DataFrame, task: str) -> str:
             ]
             for base in BASELINES:
                 for m in ("auc", "ap"):
-                    d = {"mean": r[f"d_{m}_vs_{base}"], "se": r[f"se_{m}_vs_{base}"]}
+                    d = {
+                        "mean": r[f"d_{m}_vs_{base}"],
+                        "se": r[f"se_{m}_vs_{base}"],
+                        "ci": r.get(f"ci_{m}_vs_{base}", math.nan),
+                    }
                     v = verdict(d, m)
                     mark = " **LOSS**" if v == "LOSS" and r["arm"] != base else (" win" if v == "win" else "")
-                    cells.append(_diff(d["mean"], d["se"]) + mark if r["arm"] != base else "0")
+                    cells.append(_diff(d["mean"], d["ci"]) + mark if r["arm"] != base else "0")
             # reorder: vs uniform first (auc, ap), then vs neg ds (auc, ap)
         else:
-            d = {"mean": r["d_rmse_vs_uniform"], "se": r["se_rmse_vs_uniform"]}
+            d = {
+                "mean": r["d_rmse_vs_uniform"],
+                "se": r["se_rmse_vs_uniform"],
+                "ci": r.get("ci_rmse_vs_uniform", math.nan),
+            }
             v = verdict(d, "rmse")
             mark = " **LOSS**" if v == "LOSS" else (" win" if v == "win" else "")
             cells = [
@@ -176,7 +187,7 @@ def markdown_cells(table: pd.DataFrame, task: str) -> str:
                 f"{_f(r['rmse'], 1)} ({_f(r['rmse_sd'], 1)})",
                 _f(r["calibration"], 3),
                 f"{r['backward']:.0f}",
-                (_diff(d["mean"], d["se"], 1) + mark) if r["arm"] != "uniform" else "0",
+                (_diff(d["mean"], d["ci"], 1) + mark) if r["arm"] != "uniform" else "0",
             ]
         cells.append(_f(r["error_ratio_vs_uniform"], 3))
         lines.append("| " + " | ".join(cells) + " |")
@@ -210,7 +221,7 @@ PLOT_ARMS = tuple(a.name for a in ARMS)
 
 
 def plot(rows: pd.DataFrame, task: str, steps: tuple[int, ...], title: str, path: str) -> None:
-    """Quality vs budget per strategy (mean ± seed sd over the steps), and paired Δ vs uniform ± 2 SE."""
+    """Quality vs budget per strategy (mean ± seed sd over the steps), and paired Δ vs uniform with 95% CIs."""
     import matplotlib
     import matplotlib.ticker
 
@@ -235,7 +246,7 @@ def plot(rows: pd.DataFrame, task: str, steps: tuple[int, ...], title: str, path
                 ys.append(g.mean())
                 es.append(g.std(ddof=1) if len(g) > 1 else 0.0)
                 ds.append(d["mean"])
-                dses.append(2 * d["se"] if np.isfinite(d["se"]) else 0.0)
+                dses.append(d["ci"] if np.isfinite(d["ci"]) else 0.0)
             if not xs:
                 continue
             style = dict(color=cmap(k % 10), marker="o", ms=4, capsize=3, label=arm)
@@ -260,7 +271,7 @@ def plot(rows: pd.DataFrame, task: str, steps: tuple[int, ...], title: str, path
             ax.grid(alpha=0.3)
         name = {"auc": "AUC", "ap": "average precision", "rmse": "RMSE ($)"}[m]
         top.set_ylabel(f"test {name} (mean ± sd over seeds)")
-        bottom.set_ylabel(f"Δ {name} vs uniform, paired (± 2 SE)")
+        bottom.set_ylabel(f"Δ {name} vs uniform, paired (95% CI)")
         if m == "rmse":
             # top_k is far off: keep the scale on the others
             others = sm.drop(index="top_k", level=0, errors="ignore")[m]
