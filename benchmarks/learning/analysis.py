@@ -131,8 +131,9 @@ def _ordered(table: pd.DataFrame) -> pd.DataFrame:
     return t.sort_values(["_b", "_r"]).drop(columns=["_r", "_b"])
 
 
-def markdown_cells(table: pd.DataFrame, task: str) -> str:
-    """The paired-difference table (one line per arm and budget)."""
+def markdown_cells(table: pd.DataFrame, task: str, error_ratio: bool = True) -> str:
+    """The paired-difference table (one line per arm and budget); `error_ratio`: the curation report's
+    estimator-error column (v1 runs, which ran the Beam job per chain)."""
     table = _ordered(table)
     if task == "binary":
         head = (
@@ -191,7 +192,10 @@ def markdown_cells(table: pd.DataFrame, task: str) -> str:
             ]
         cells.append(_f(r["error_ratio_vs_uniform"], 3))
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    if not error_ratio:
+        text = "\n".join("|".join(line.split("|")[:-2]) + "|" for line in text.split("\n"))
+    return text
 
 
 def markdown_per_span(rows: pd.DataFrame, task: str, metric: str, span_names: list[str]) -> str:

@@ -289,7 +289,7 @@ def render(name: str, raw: pd.DataFrame, meta: dict, results_dir: str) -> str:
         "",
         f"## All strategies, all steps 1-{steps} (win / **LOSS** = the 95% interval excludes 0)",
         "",
-        analysis.markdown_cells(table, task),
+        analysis.markdown_cells(table, task, error_ratio=False),
         "",
         "## Per step (mean over seeds; M(t) tested on span t+1)",
         "",
