@@ -42,16 +42,18 @@ def _ci(d: dict, digits: int = 4) -> str:
     return f"{d['mean']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
-def headline_budgets(rows: pd.DataFrame) -> list[float]:
-    arm = rows[rows["arm"] == harness.DEFAULT_ARM]
-    seeds = arm.groupby("budget")["seed"].nunique()
-    return sorted(float(b) for b, n in seeds.items() if n >= HEADLINE_SEEDS)
+def headline_budgets(rows: pd.DataFrame, meta: dict | None = None) -> list[float]:
+    """Budgets planned with >= 10 seeds (the headline cells; a partial run shows the seeds it has so far)."""
+    planned = dict((float(b), n) for b, n in (meta or {}).get("seeds_by_budget", []))
+    measured = set(rows.loc[rows["arm"] == harness.DEFAULT_ARM, "budget"].astype(float))
+    chosen = sorted(b for b, n in planned.items() if n >= HEADLINE_SEEDS and b in measured)
+    return chosen or sorted(b for b in measured if 0 < b < 1)
 
 
-def headline(rows: pd.DataFrame, steps: tuple[int, ...]) -> tuple[list[str], list[dict]]:
+def headline(rows: pd.DataFrame, steps: tuple[int, ...], meta: dict) -> tuple[list[str], list[dict]]:
     """The default vs uniform and negative down-sampling at the headline budgets: markdown and the cells."""
     sm = analysis.per_seed(rows, steps)
-    budgets = headline_budgets(rows)
+    budgets = headline_budgets(rows, meta)
     lines = [
         "| budget | seeds | default AUC (sd) | uniform AUC (sd) | neg. ds. AUC (sd) | ΔAUC vs uniform [95% CI] "
         "| ΔAP vs uniform [95% CI] | ΔAUC vs neg. ds. [95% CI] | ΔAP vs neg. ds. [95% CI] |",
@@ -140,15 +142,15 @@ def sanity(rows: pd.DataFrame, meta: dict, steps: tuple[int, ...]) -> tuple[str,
     return line, starved
 
 
-def per_step_differences(rows: pd.DataFrame, steps: tuple[int, ...], span_names: list[str]) -> list[str]:
+def per_step_differences(rows: pd.DataFrame, steps: tuple[int, ...], meta: dict) -> list[str]:
     """The default vs each baseline per step (paired over seeds, 95% CI): every test step is reported."""
     lines = [
         "| budget | metric | baseline | "
-        + " | ".join(f"step {t} (test {span_names[t + 1]})" for t in steps)
+        + " | ".join(f"step {t} (test {meta['span_names'][t + 1]})" for t in steps)
         + " |",
         "|---|---|---|" + "---:|" * len(steps),
     ]
-    for b in headline_budgets(rows) or sorted(b for b in rows["budget"].unique() if 0 < b < 1):
+    for b in headline_budgets(rows, meta):
         for m in ("auc", "ap"):
             for base in analysis.BASELINES:
                 cells = []
@@ -265,10 +267,10 @@ def render(name: str, raw: pd.DataFrame, meta: dict, results_dir: str) -> str:
             "",
         ]
     if task == "binary":
-        head, cells = headline(rows, all_steps)
+        head, cells = headline(rows, all_steps, meta)
         table = analysis.cell_table(rows, task, all_steps)
         lines += [
-            f"## Headline: the default (loss, window, mix 0.1), all steps 1-{steps}, budgets with >= "
+            f"## Headline: the default (loss, window, mix 0.1), all steps 1-{steps}, budgets planned with >= "
             f"{HEADLINE_SEEDS} seeds",
             "",
             "Mean over steps per seed, then across seeds (sd = seed spread); Δ = paired difference, mean and 95% "
@@ -280,7 +282,7 @@ def render(name: str, raw: pd.DataFrame, meta: dict, results_dir: str) -> str:
             "",
             "## Per step: the default minus each baseline (paired, ± 95% CI)",
             "",
-            *per_step_differences(rows, all_steps, meta["span_names"]),
+            *per_step_differences(rows, all_steps, meta),
             "",
         ]
     table = analysis.cell_table(rows, task, all_steps)
