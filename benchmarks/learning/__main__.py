@@ -65,159 +65,146 @@ def command_line(argv) -> str:
     return ".venv/bin/python -m benchmarks.learning " + " ".join(argv)
 
 
-def render(name: str, rows, meta: dict) -> str:
-    """learning_<name>.md and .png from the rows and the run's metadata."""
-    from benchmarks.learning import analysis
+def cpu_seconds() -> float:
+    import resource
 
-    task, steps = meta["task"], meta["steps"]
-    h = analysis.halves(steps)
-    png = f"learning_{name}.png"
-    analysis.plot(
-        rows,
-        task,
-        h["all"],
-        f"{name}: {meta['description']}\nmean over steps 1-{steps}; top: seed spread, bottom: paired Δ vs uniform",
-        os.path.join(RESULTS, png),
-    )
-    t = meta["timing"]
-    lines = [
-        f"# Learning efficiency: {name}",
-        "",
-        f"{meta['description']}.",
-        "",
-        f"- Command: `{meta['command']}`",
-        f"- Date: {meta['date']}; wall time {t['wall_seconds'] / 60:.1f} min (data preparation "
-        f"{meta['prepare_seconds']:.0f} s{' (cached)' if meta['prepare_seconds'] < 1 else ''} excluded): {t['curate_jobs']} Curator Beam jobs "
-        f"({t['curate_job_seconds'] / 60:.1f} job-min in {meta['workers']} worker processes), training "
-        f"{t['train_seconds'] / 60:.1f} min, serving {t['serve_seconds'] / 60:.1f} min (main process).",
-        f"- Machine: {meta['machine']}; 1-minute load average before/after: {meta['load_before']} / "
-        f"{meta['load_after']} (the 2 cores are shared with other jobs).",
-        f"- Versions: {meta['versions']}; code: {meta.get('code', 'commit not recorded (runs of 2026-11-25)')}.",
-        f"- Data: {meta['source']}; label: {meta['positive_rule']}. Spans: "
-        + ", ".join(f"{n} ({r} rows, label mean {m:.4g})" for n, r, m in meta["spans"])
-        + (
-            f"; at most {meta['max_rows_per_span']} rows per span, evenly spread in time"
-            if meta["max_rows_per_span"]
-            else ""
-        )
-        + ".",
-        f"- Protocol (GUIDE section 5): M0 trains on span 0; step t = 1..{steps}: each chain's M(t-1) serves span t "
-        "(prediction + L2 norm of the head's input -> plain forward records), the Curator Beam job "
-        "(`job.build` -> `transforms.curate`, DirectRunner in memory) selects the budget of span t, M(t) continues "
-        f"from M(t-1) on the curated split (weights as Keras sample_weight, `pipelines/model.py` `train`, "
-        f"{meta['epochs']} epochs, batch {meta['batch_size']}, fresh Adam as the Trainer's warm start) and is "
-        "tested on span t+1. Model: the Trainer's wide-and-deep (`model.build_model`) with "
-        f"{meta['model']}. `full` trains on every row of the span without a Curator job.",
-        f"- Strategies: {', '.join(meta['arms'])}; `loss_*`/`grad_norm*` are pure importance sampling "
-        "(mix a = 0); `defensive_a` = loss, window mode, mixture p = (1 - a) p_IS + a r. Budgets "
-        + ", ".join(f"{b:.0%} ({s} seeds)" for b, s in meta["seeds_by_budget"])
-        + "; seeds share M0, spans and hash draws within a seed, so differences are paired by seed.",
-        f"- Halves: selection steps {list(h['selection'])} (defaults chosen there only), held-out steps "
-        f"{list(h['held_out'])} (headline). SE = sd of the per-seed paired difference / sqrt(seeds); "
-        "**LOSS** / win = beyond 2 SE. Backward passes = curated examples × epochs per step "
-        "(mean over steps). Estimator error ratio = the curation report's `estimator_error.ratio_vs_uniform` "
-        "(expected squared error of the weighted loss total vs uniform at the same budget, mean over steps).",
-        "",
-        f"![quality vs budget]({png})",
-        "",
-    ]
-    for label, key in (
-        ("Headline: held-out steps", "held_out"),
-        ("Selection steps (where defaults are chosen)", "selection"),
-        ("All steps", "all"),
-    ):
-        table = analysis.cell_table(rows, task, h[key])
-        lines += [f"## {label} {list(h[key])}", "", analysis.markdown_cells(table, task), ""]
-    lines += ["## Per step (mean over seeds; M(t) tested on span t+1)", ""]
-    for metric in analysis.metrics_of(task):
-        lines += [f"### {metric}", "", analysis.markdown_per_span(rows, task, metric, meta["span_names"]), ""]
-    return "\n".join(lines)
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
 
 
 def run_dataset(args, argv) -> int:
-    import pandas as pd
+    import dataclasses
 
     from benchmarks.learning import datasets as ds_lib
     from benchmarks.learning import harness
 
+    if args.threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     config = ds_lib.DATASETS[args.dataset]
     overrides = {}
     if args.steps:
         overrides["steps"] = args.steps
-    if args.max_rows_per_span:
-        overrides["max_rows_per_span"] = args.max_rows_per_span
+    if args.max_rows_per_span is not None:
+        overrides["max_rows_per_span"] = args.max_rows_per_span or None
     if overrides:
-        import dataclasses
-
         config = dataclasses.replace(config, **overrides)
     run = harness.RunConfig(
         budgets=tuple(args.budgets),
-        arms=tuple(args.arms) if args.arms else None,
+        arms=tuple(args.arms) if args.arms else harness.FOCUSED,
         epochs=args.epochs,
         batch_size=args.batch_size,
-        workers=args.workers,
         seeds_override=args.seeds,
+        arm_seeds=tuple((a, int(n)) for a, n in (x.split("=") for x in args.arm_seeds)),
+        fresh_optimizer=args.fresh_optimizer,
+        beam_check_steps=None
+        if args.beam_check_steps == ["all"]
+        else tuple(int(x) for x in args.beam_check_steps),
     )
-    max_seeds = max(harness.seeds_for(config, run, b) for b in run.budgets)
+    name = args.name or config.name
+    os.makedirs(RESULTS, exist_ok=True)
+    csv_path = os.path.join(RESULTS, f"learning_{name}_raw.csv")
+    meta_path = os.path.join(RESULTS, f"learning_{name}_meta.json")
+    if args.restart:
+        for path in (csv_path, meta_path):
+            if os.path.exists(path):
+                os.remove(path)
+    previous = None
+    if os.path.exists(csv_path) and os.path.exists(meta_path):
+        with open(meta_path) as f:
+            previous = json.load(f)
+        if (
+            previous.get("protocol") != run.protocol()
+            or previous.get("dataset_fingerprint") != config.fingerprint()
+        ):
+            raise SystemExit(
+                f"{csv_path} holds rows of another protocol or data set config ({previous.get('protocol')}); "
+                "pass --restart to start over or --name for a new results file"
+            )
+    elif os.path.exists(csv_path):
+        raise SystemExit(f"{csv_path} exists without its _meta.json: pass --restart")
     load_before = load_average()
-    t0 = time.time()
-    prepared = ds_lib.prepare(config, max_seeds)
+    t0, cpu0 = time.time(), cpu_seconds()
+    prepared = ds_lib.prepare(config, 1)
     prepare_seconds = time.time() - t0
     print(f"[{config.name}] spans ready in {prepare_seconds:.0f}s: {prepared.rows}", flush=True)
-    out = os.path.join(prepared.root, "run")
-    result = harness.run_protocol(prepared, run, out, log=lambda m: print(m, flush=True))
-    rows = pd.DataFrame(result["rows"])
-    arms = [a.name for a in harness.arms_for(config.task, list(run.arms) if run.arms else None)]
-    if not run.arms or "full" in run.arms:
-        arms = ["full", *arms]
     mc = prepared.model_config
+    arms = [a for a in harness.FOCUSED if a in run.arms] + [a for a in run.arms if a not in harness.FOCUSED]
     meta = {
-        "name": config.name,
+        "name": name,
+        "dataset": config.name,
         "description": config.description,
         "task": config.task,
         "steps": config.steps,
-        "command": command_line(argv),
+        "command": command_line([a for a in argv if a != "--restart"]),  # re-running it resumes
+        "report_command": f".venv/bin/python -m benchmarks.learning --dataset {config.name} --name {name} --report-only",
         "date": datetime.date.today().isoformat(),
         "machine": machine(),
         "versions": versions(),
         "code": code_version(),
         "load_before": load_before,
-        "load_after": load_average(),
         "source": config.source,
         "positive_rule": config.positive_rule,
         "span_names": prepared.span_names,
         "spans": list(zip(prepared.span_names, prepared.rows, prepared.label_means)),
         "max_rows_per_span": config.max_rows_per_span,
+        "dataset_fingerprint": config.fingerprint(),
+        "protocol": run.protocol(),
         "epochs": run.epochs,
         "batch_size": run.batch_size,
-        "workers": run.workers,
+        "fresh_optimizer": run.fresh_optimizer,
+        "threads": args.threads,
         "arms": arms,
         "seeds_by_budget": [(b, harness.seeds_for(config, run, b)) for b in run.budgets],
+        "arm_seeds": dict(run.arm_seeds),
         "model": f"{len(mc.categorical)} categorical and {len(mc.numeric)} numeric inputs, "
         f"{len(mc.crosses)} crosses, hidden {list(mc.hidden_units)}, Adam lr {mc.learning_rate}",
-        "timing": result["timing"],
         "prepare_seconds": prepare_seconds,
+        "sessions": (previous or {}).get("sessions", []),
+        "complete": False,
     }
-    os.makedirs(RESULTS, exist_ok=True)
-    name = args.name or config.name
-    rows.to_csv(os.path.join(RESULTS, f"learning_{name}_raw.csv"), index=False, float_format="%.6g")
-    with open(os.path.join(RESULTS, f"learning_{name}_meta.json"), "w") as f:
-        json.dump(meta, f, indent=1)
-    with open(os.path.join(RESULTS, f"learning_{name}.md"), "w") as f:
-        f.write(render(name, rows, meta) + "\n")
-    print(f"wrote {os.path.join(RESULTS, f'learning_{name}.md')}")
-    return 0
+    for key in ("beam_checks", "logistic_regression"):
+        meta[key] = (previous or {}).get(key, [])
+    write_json(meta_path, meta)
+    out = os.path.join(prepared.root, "run-" + name)
+    result = harness.run_protocol(prepared, run, out, csv_path, log=lambda m: print(m, flush=True))
+    meta["beam_checks"] = meta["beam_checks"] + result["beam_checks"]
+    meta["logistic_regression"] = result["logistic_regression"] or meta["logistic_regression"]
+    meta["sessions"].append(
+        {
+            "wall_seconds": time.time() - t0,
+            "cpu_seconds": cpu_seconds() - cpu0,
+            "load_before": load_before,
+            "load_after": load_average(),
+            "threads": args.threads,
+            **result["timing"],
+        }
+    )
+    meta["complete"] = True
+    write_json(meta_path, meta)
+    return report_only(name)
+
+
+def write_json(path: str, value) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=1, default=str)
+    os.replace(tmp, path)
 
 
 def report_only(name: str) -> int:
     import pandas as pd
 
+    from benchmarks.learning import report
+
     rows = pd.read_csv(os.path.join(RESULTS, f"learning_{name}_raw.csv"))
     with open(os.path.join(RESULTS, f"learning_{name}_meta.json")) as f:
         meta = json.load(f)
     with open(os.path.join(RESULTS, f"learning_{name}.md"), "w") as f:
-        f.write(render(name, rows, meta) + "\n")
-    print(f"re-rendered learning_{name}.md and .png")
+        f.write(report.render(name, rows, meta, RESULTS) + "\n")
+    print(f"wrote learning_{name}.md and .png")
     return 0
 
 
@@ -227,28 +214,48 @@ def main(argv=None) -> int:
     p.add_argument(
         "--dataset", help="one of: nycflights_delay, nycflights_cancelled, diamonds, flights3m_delay60"
     )
-    p.add_argument("--summary", action="store_true", help="cross-data-set default recommendation")
+    p.add_argument("--summary", action="store_true", help="cross-data-set default recommendation (v1 runs)")
+    p.add_argument("--regime", action="store_true", help="regime sweep: ΔAP vs positives per curated step")
     p.add_argument("--report-only", action="store_true", help="re-render the tables and plot from the CSV")
     p.add_argument("--name", help="results file name (default: the data set's)")
     p.add_argument("--steps", type=int, help="continuous-training steps (default: the data set's, 6)")
-    p.add_argument("--max-rows-per-span", type=int)
+    p.add_argument("--max-rows-per-span", type=int, help="cap per span (0: none; default: the data set's)")
     p.add_argument("--budgets", type=float, nargs="+", default=[0.05, 0.1, 0.3])
-    p.add_argument("--arms", nargs="+", help="strategies (default: all that apply)")
+    p.add_argument("--arms", nargs="+", help="strategies (default: harness.FOCUSED)")
+    p.add_argument("--arm-seeds", nargs="*", default=["top_k=3"], help="ARM=N: at most N seeds for ARM")
+    p.add_argument(
+        "--fresh-optimizer",
+        action="store_true",
+        help="a fresh Adam every step (sensitivity; the Trainer carries it)",
+    )
+    p.add_argument(
+        "--beam-check-steps",
+        nargs="+",
+        default=["1"],
+        help="steps where the default's Beam job is compared ('all')",
+    )
+    p.add_argument(
+        "--threads", type=int, default=1, help="TensorFlow intra/inter-op threads (0: TF's default)"
+    )
+    p.add_argument("--restart", action="store_true", help="discard the raw CSV instead of resuming from it")
     p.add_argument("--seeds", type=int, help="seeds for every budget (default: the data set's)")
     p.add_argument("--epochs", type=int, default=2, help="Trainer default: 2")
     p.add_argument(
-        "--batch-size", type=int, default=64, help="Trainer custom_config batch_size (its default: 256)"
+        "--batch-size", type=int, default=256, help="Trainer custom_config batch_size (default 256)"
     )
-    p.add_argument("--workers", type=int, default=2, help="Curator jobs run in parallel")
     args = p.parse_args(argv)
     if args.summary:
         from benchmarks.learning import summary
 
         return summary.main()
-    if not args.dataset:
-        p.error("--dataset or --summary")
+    if not args.dataset and not args.regime:
+        p.error("--dataset, --regime or --summary")
     if args.report_only:
         return report_only(args.name or args.dataset)
+    if args.regime:
+        from benchmarks.learning import regime
+
+        return regime.main(RESULTS)
     return run_dataset(args, argv)
 
 

@@ -2,7 +2,8 @@
 
 A chain's score over a range of steps is the mean of its per-step test metric; chains of the same seed share
 M0, the spans and the Curator's hash draws, so a strategy is compared with uniform (or negative down-sampling)
-by the paired difference per seed: its mean and its standard error across seeds (sd / sqrt(n)).
+by the paired difference per seed: its mean, its standard error across seeds (sd / sqrt(n)) and the 95%
+t-interval (scipy.stats.t, n - 1 degrees of freedom).
 
 Steps are split in two halves: the first half ("selection steps") is where defaults such as the defensive
 mixture `a` are chosen; the second half ("held-out steps") is reported as the headline, never used to choose.
@@ -41,29 +42,38 @@ def per_seed(rows: pd.DataFrame, steps: tuple[int, ...]) -> pd.DataFrame:
 
 
 def paired(seed_means: pd.DataFrame, metric: str, arm: str, budget: float, baseline: str) -> dict:
-    """Paired difference arm - baseline (same budget, same seeds): mean, SE, n; NaN when not measured."""
+    """Paired difference arm - baseline (same budget, same seeds): mean, SE, n, and the 95% t-interval's
+    half-width `ci` (scipy.stats.t with n - 1 degrees of freedom); NaN when not measured."""
+    from scipy import stats
+
     try:
         a = seed_means.loc[(arm, budget)][metric]
         b = seed_means.loc[(baseline, budget)][metric]
     except KeyError:
-        return {"mean": math.nan, "se": math.nan, "n": 0}
+        return {"mean": math.nan, "se": math.nan, "ci": math.nan, "n": 0}
     d = (a - b).dropna()
     n = len(d)
     if n == 0:
-        return {"mean": math.nan, "se": math.nan, "n": 0}
+        return {"mean": math.nan, "se": math.nan, "ci": math.nan, "n": 0}
     se = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    return {"mean": float(d.mean()), "se": se, "n": n}
+    ci = float(stats.t.ppf(0.975, n - 1) * se) if n > 1 else math.nan
+    return {"mean": float(d.mean()), "se": se, "ci": ci, "n": n}
 
 
 def verdict(diff: dict, metric: str) -> str:
-    """'win' / 'loss' beyond 2 SE (in the metric's better direction), else 'tie'."""
-    m, se = diff["mean"], diff["se"]
-    if not np.isfinite(m) or not np.isfinite(se):
+    """'win' / 'LOSS' when the 95% interval excludes 0 (in the metric's better direction), else 'tie'.
+
+    Falls back to 2 SE when no interval was computed (old rows)."""
+    m = diff["mean"]
+    half = diff.get("ci", math.nan)
+    if not np.isfinite(half):
+        half = 2 * diff.get("se", math.nan)
+    if not np.isfinite(m) or not np.isfinite(half):
         return "n/a"
     sign = 1 if HIGHER_IS_BETTER[metric] else -1
-    if sign * m > 2 * se:
+    if sign * m > half:
         return "win"
-    if sign * m < -2 * se:
+    if sign * m < -half:
         return "LOSS"
     return "tie"
 
@@ -84,6 +94,7 @@ def cell_table(rows: pd.DataFrame, task: str, steps: tuple[int, ...]) -> pd.Data
                 d = paired(sm, m, arm, budget, base)
                 rec[f"d_{m}_vs_{base}"] = d["mean"]
                 rec[f"se_{m}_vs_{base}"] = d["se"]
+                rec[f"ci_{m}_vs_{base}"] = d["ci"]
                 rec[f"n_{m}_vs_{base}"] = d["n"]
         out.append(rec)
     return pd.DataFrame(out)
@@ -102,10 +113,11 @@ def _f(v, digits=4) -> str:
     return f"{v:.{digits}f}"
 
 
-def _diff(mean, se, digits=4) -> str:
+def _diff(mean, half, digits=4) -> str:
+    """A difference ± the half-width of its interval."""
     if not np.isfinite(mean):
         return "–"
-    return f"{mean:+.{digits}f} ± {se:.{digits}f}" if np.isfinite(se) else f"{mean:+.{digits}f}"
+    return f"{mean:+.{digits}f} ± {half:.{digits}f}" if np.isfinite(half) else f"{mean:+.{digits}f}"
 
 
 ARM_ORDER = (FULL.name, *(a.name for a in ARMS))
@@ -119,13 +131,15 @@ def _ordered(table: pd.DataFrame) -> pd.DataFrame:
     return t.sort_values(["_b", "_r"]).drop(columns=["_r", "_b"])
 
 
-def markdown_cells(table: pd.DataFrame, task: str) -> str:
-    """The paired-difference table (one line per arm and budget)."""
+def markdown_cells(table: pd.DataFrame, task: str, error_ratio: bool = True) -> str:
+    """The paired-difference table (one line per arm and budget); `error_ratio`: the curation report's
+    estimator-error column (v1 runs, which ran the Beam job per chain)."""
     table = _ordered(table)
     if task == "binary":
         head = (
             "| budget | strategy | seeds | AUC (sd) | AP (sd) | log loss | calib. | backward / step "
-            "| ΔAUC vs uniform ± SE | ΔAP vs uniform ± SE | ΔAUC vs neg. ds. ± SE | ΔAP vs neg. ds. ± SE "
+            "| ΔAUC vs uniform ± 95% CI | ΔAP vs uniform ± 95% CI | ΔAUC vs neg. ds. ± 95% CI "
+            "| ΔAP vs neg. ds. ± 95% CI "
             "| est. error ratio vs uniform |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         )
     else:
@@ -150,13 +164,21 @@ def markdown_cells(table: pd.DataFrame, task: str) -> str:
             ]
             for base in BASELINES:
                 for m in ("auc", "ap"):
-                    d = {"mean": r[f"d_{m}_vs_{base}"], "se": r[f"se_{m}_vs_{base}"]}
+                    d = {
+                        "mean": r[f"d_{m}_vs_{base}"],
+                        "se": r[f"se_{m}_vs_{base}"],
+                        "ci": r.get(f"ci_{m}_vs_{base}", math.nan),
+                    }
                     v = verdict(d, m)
                     mark = " **LOSS**" if v == "LOSS" and r["arm"] != base else (" win" if v == "win" else "")
-                    cells.append(_diff(d["mean"], d["se"]) + mark if r["arm"] != base else "0")
+                    cells.append(_diff(d["mean"], d["ci"]) + mark if r["arm"] != base else "0")
             # reorder: vs uniform first (auc, ap), then vs neg ds (auc, ap)
         else:
-            d = {"mean": r["d_rmse_vs_uniform"], "se": r["se_rmse_vs_uniform"]}
+            d = {
+                "mean": r["d_rmse_vs_uniform"],
+                "se": r["se_rmse_vs_uniform"],
+                "ci": r.get("ci_rmse_vs_uniform", math.nan),
+            }
             v = verdict(d, "rmse")
             mark = " **LOSS**" if v == "LOSS" else (" win" if v == "win" else "")
             cells = [
@@ -166,11 +188,14 @@ def markdown_cells(table: pd.DataFrame, task: str) -> str:
                 f"{_f(r['rmse'], 1)} ({_f(r['rmse_sd'], 1)})",
                 _f(r["calibration"], 3),
                 f"{r['backward']:.0f}",
-                (_diff(d["mean"], d["se"], 1) + mark) if r["arm"] != "uniform" else "0",
+                (_diff(d["mean"], d["ci"], 1) + mark) if r["arm"] != "uniform" else "0",
             ]
         cells.append(_f(r["error_ratio_vs_uniform"], 3))
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    if not error_ratio:
+        text = "\n".join("|".join(line.split("|")[:-2]) + "|" for line in text.split("\n"))
+    return text
 
 
 def markdown_per_span(rows: pd.DataFrame, task: str, metric: str, span_names: list[str]) -> str:
@@ -200,7 +225,7 @@ PLOT_ARMS = tuple(a.name for a in ARMS)
 
 
 def plot(rows: pd.DataFrame, task: str, steps: tuple[int, ...], title: str, path: str) -> None:
-    """Quality vs budget per strategy (mean ± seed sd over the steps), and paired Δ vs uniform ± 2 SE."""
+    """Quality vs budget per strategy (mean ± seed sd over the steps), and paired Δ vs uniform with 95% CIs."""
     import matplotlib
     import matplotlib.ticker
 
@@ -225,7 +250,7 @@ def plot(rows: pd.DataFrame, task: str, steps: tuple[int, ...], title: str, path
                 ys.append(g.mean())
                 es.append(g.std(ddof=1) if len(g) > 1 else 0.0)
                 ds.append(d["mean"])
-                dses.append(2 * d["se"] if np.isfinite(d["se"]) else 0.0)
+                dses.append(d["ci"] if np.isfinite(d["ci"]) else 0.0)
             if not xs:
                 continue
             style = dict(color=cmap(k % 10), marker="o", ms=4, capsize=3, label=arm)
@@ -250,7 +275,7 @@ def plot(rows: pd.DataFrame, task: str, steps: tuple[int, ...], title: str, path
             ax.grid(alpha=0.3)
         name = {"auc": "AUC", "ap": "average precision", "rmse": "RMSE ($)"}[m]
         top.set_ylabel(f"test {name} (mean ± sd over seeds)")
-        bottom.set_ylabel(f"Δ {name} vs uniform, paired (± 2 SE)")
+        bottom.set_ylabel(f"Δ {name} vs uniform, paired (95% CI)")
         if m == "rmse":
             # top_k is far off: keep the scale on the others
             others = sm.drop(index="top_k", level=0, errors="ignore")[m]

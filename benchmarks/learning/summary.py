@@ -14,6 +14,9 @@ was seen (and is applied to the selection steps only):
    ties go to the larger a (closer to uniform, smaller weights).
 
 The same held-out tables then say whether the chosen default meets the issue's goals.
+
+This is the v1 (issue 7) summary of the capped regime; v2 runs (their _meta.json has a `protocol`) are skipped,
+so a re-run reads only the v1 files left (the v1 `cancelled` and flights-3m CSVs are in git at db0fbd0).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ def load() -> dict:
             continue
         with open(os.path.join(RESULTS, f"learning_{name}_meta.json")) as f:
             meta = json.load(f)
+        if "protocol" in meta:  # a v2 run: another regime
+            continue
         out[name] = (pd.read_csv(path), meta)
     return out
 
