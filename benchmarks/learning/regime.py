@@ -45,11 +45,12 @@ def points(results_dir: str) -> list[dict]:
 
 def plot(pts: list[dict], path: str) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(8, 6.2))
     runs = sorted({p["run"] for p in pts})
     markers = dict(zip(runs, "osD^v<>"))
     for base, colour, shift in (("uniform", "tab:blue", 0.97), ("negative_downsampling", "tab:red", 1.03)):
@@ -80,7 +81,9 @@ def plot(pts: list[dict], path: str) -> None:
     ax.set_ylabel("ΔAP of the default (loss, window, mix 0.1), 95% CI")
     ax.set_title("Where the default pays: paired ΔAP over all steps, by regime", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.set_xticks([30, 50, 100, 200, 500, 1000])
+    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

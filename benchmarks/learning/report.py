@@ -207,7 +207,7 @@ def render(name: str, raw: pd.DataFrame, meta: dict, results_dir: str) -> str:
         f"- Date: {meta['date']}; wall time {wall / 60:.1f} min, CPU time {cpu / 60:.1f} min "
         f"({len(sessions)} session(s); data preparation {meta['prepare_seconds']:.0f} s"
         f"{' (cached)' if meta['prepare_seconds'] < 1 else ''}); TensorFlow threads: {meta.get('threads')}; "
-        "1-minute load average before/after: "
+        "load average (1/5/15 min) before / after each session: "
         + ", ".join(f"{s['load_before']} / {s['load_after']}" for s in sessions)
         + " (2 cores shared with two other jobs).",
         f"- Machine: {meta['machine']}.",
