@@ -325,8 +325,8 @@ PROGRESS_EVERY = 10.0  # seconds between progress lines
 def _progress(seconds: float) -> None:
     """A progress line while the job runs: records read so far (in-process runners)."""
     files = sys.modules.get("tfx_curator.components.curator.tfrecord_files")
-    if files is not None and files.PROGRESS["records"]:
-        read = files.PROGRESS
+    read = getattr(files, "PROGRESS", None)  # None until the module is imported (maybe being imported now)
+    if read and read["records"]:
         print(
             f"[{PROG}] {seconds:.0f} s: {read['records']} records read, {read['files']} files done",
             flush=True,

@@ -86,7 +86,10 @@ class Guard:
             worker.join(min(0.2, every))
             now = time.monotonic()
             if tick is not None and worker.is_alive() and now >= next_tick:
-                tick(now - started)
+                try:
+                    tick(now - started)
+                except Exception:  # noqa: BLE001 - a progress line must never end the run
+                    tick = None
                 next_tick = now + every
         if "error" in result:
             raise result["error"]

@@ -36,3 +36,15 @@ def test_progress_line(capsys, monkeypatch):
     monkeypatch.setitem(tfrecord_files.PROGRESS, "files", 3)
     cli._progress(20.4)
     assert capsys.readouterr().out == "[tfx-curator] 20 s: 12000 records read, 3 files done\n"
+
+
+def test_a_failing_tick_never_ends_the_run(monkeypatch):
+    """A progress line read a module while it was being imported (AttributeError): the run went on."""
+
+    def tick(_):
+        raise AttributeError("partially initialized module")
+
+    with interrupt.Guard("test", lambda: None) as guard:
+        assert guard.run(lambda: time.sleep(0.3) or 7, tick, every=0.05) == 7
+    monkeypatch.setitem(__import__("sys").modules, "tfx_curator.components.curator.tfrecord_files", object())
+    cli._progress(1.0)  # a module without PROGRESS yet: "starting"
