@@ -41,6 +41,9 @@ NON_DEFAULT = {
     "record_id_output_key": "echo_id",
     "skip_corrupt_files": True,
     "compute_statistics": False,
+    "drift_max_auc_change": 0.05,
+    "drift_max_calibration_change": 0.2,
+    "drift_max_psi": 0.5,
 }
 
 

@@ -40,6 +40,12 @@ class CurationOptions:
         that file is skipped and the file is listed in the report (True).
     compute_statistics: TFDV statistics of the raw split and of the curated split (unweighted and weighted) and
         the per-feature unbiasedness check in the report. Costs about as much as the selection itself.
+    drift_max_auc_change: with a previous report, flag the served model when its AUC on this span moved by
+        more than this (absolute) from the previous span's.
+    drift_max_calibration_change: with a previous report, flag the served model when its calibration (mean
+        prediction / mean label) moved by more than this (absolute) from the previous span's.
+    drift_max_psi: with a previous report, flag the served model when the population stability index of its
+        predictions (over the previous span's deciles) exceeds this.
     """
 
     id_feature: str = "example_id"
@@ -50,7 +56,9 @@ class CurationOptions:
     mode: str = "window"
     window_size: int = 4096
     p_min: float = 0.0
-    mix: float = 0.1  # chosen on the learning benchmark's selection steps (benchmarks/results/learning_summary.md)
+    mix: float = (
+        0.1  # chosen on the learning benchmark's selection steps (benchmarks/results/learning_summary.md)
+    )
     max_weight: float | None = None
     seed: int = 0
     weight_feature: str = "sample_weight"
@@ -64,6 +72,9 @@ class CurationOptions:
     record_id_output_key: str | None = None
     skip_corrupt_files: bool = False
     compute_statistics: bool = True
+    drift_max_auc_change: float = 0.02
+    drift_max_calibration_change: float = 0.1
+    drift_max_psi: float = 0.25
 
     def __post_init__(self):
         object.__setattr__(self, "splits", tuple(self.splits))
@@ -98,6 +109,10 @@ class CurationOptions:
             raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
         if not self.splits or not all(isinstance(s, str) and s for s in self.splits):
             raise ValueError(f"splits must be a non-empty list of split names, got {self.splits!r}")
+        for name in ("drift_max_auc_change", "drift_max_calibration_change", "drift_max_psi"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ValueError(f"{name} must be a number >= 0 (inf: never flag), got {value!r}")
         if self.task == "regression" and self.strategy == "negative_downsampling":
             raise ValueError("strategy 'negative_downsampling' needs task 'binary'")
 
