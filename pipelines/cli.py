@@ -252,8 +252,15 @@ def cmd_curate(args: argparse.Namespace) -> int:
     _glob_or_fail(args.examples, "--examples")
     _glob_or_fail(args.records, "--records")
     beam_args = list(args.beam_arg or [])
-    curated_uri, report_uri = _prepare_output(args.output, split, args.overwrite)
     from tfx_curator.components.curator import job
+
+    previous = None
+    if args.previous_report:
+        try:
+            previous = job.read_previous_report(args.previous_report)
+        except (OSError, ValueError) as e:
+            raise CliError(f"--previous-report: {e}") from None
+    curated_uri, report_uri = _prepare_output(args.output, split, args.overwrite)
 
     print(f"[{PROG}] curating split {split!r}: {args.examples} with records {args.records}", flush=True)
     print(f"[{PROG}] options: {options.to_json()}", flush=True)
@@ -266,6 +273,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
         options,
         curated_uri,
         report_uri,
+        previous_report=previous,
     )
     s = report["splits"][split]
     acc = s["accounting"]
@@ -274,11 +282,28 @@ def cmd_curate(args: argparse.Namespace) -> int:
         f"rejected {acc['rejected']}; without a forward record {s['examples_without_record']}; "
         f"effective sample size {s['effective_sample_size']:.1f}"
     )
+    print(f"[{PROG}] served model on this span: {served_summary(s.get('served_model'))}")
     print(f"[{PROG}] curated examples: {os.path.join(curated_uri, f'Split-{split}')}")
     print(f"[{PROG}] report: {os.path.join(report_uri, 'report.html')}")
     if args.json:
         print(json.dumps(report["splits"][split]["accounting"], sort_keys=True))
     return 0
+
+
+def served_summary(section: dict | None) -> str:
+    """One line: the served model's headline figures on the span, and its drift flags."""
+    if not section or not section["all"].get("weight"):
+        return "no example with a forward record"
+    m = section["all"]
+    names = ("auc", "log_loss", "calibration") if "auc" in m else ("rmse", "mae", "calibration")
+    parts = [f"{name.replace('_', ' ')} {m[name]:.4f}" for name in names if m.get(name) is not None]
+    text = ", ".join(parts) + f" on {section['examples_scored']} examples"
+    drift = section.get("drift") or {}
+    if drift.get("psi") is not None:
+        text += f"; PSI vs previous {drift['psi']:.3f}"
+    for flag in section["flags"]:
+        text += f"; DRIFT: {flag}"
+    return text
 
 
 VALIDATE_FIELDS = ("id_feature", "prediction_key", "hidden_norm_key", "task")
@@ -356,6 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace existing outputs of this split under --output"
     )
     io.add_argument("--json", action="store_true", help="also print the accounting as one JSON line")
+    io.add_argument(
+        "--previous-report",
+        metavar="PATH",
+        help="the previous run's report.json (or its folder): adds the served model's drift since then",
+    )
     io.add_argument(
         "--beam-arg",
         action="append",
