@@ -7,8 +7,8 @@ import helpers
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx.components.util import examples_utils
 from sklearn.metrics import log_loss, roc_auc_score
+from tfx.components.util import examples_utils
 from tfx.types import artifact_utils, standard_artifacts
 
 from tfx_curator.components.curator import component, executor
