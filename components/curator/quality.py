@@ -66,6 +66,13 @@ def _exact_sum(q: np.ndarray) -> int:
     return sum(int(v) for v in q.tolist())
 
 
+def _exact_bin_sums(q: np.ndarray, idx: np.ndarray, size: int) -> list[int]:
+    """Exact per-bin sums of integer-valued floats (one bincount when no partial sum can reach 2^53)."""
+    if not q.size or float(np.abs(q).max()) * q.size < 2.0**53:
+        return [int(v) for v in np.bincount(idx, weights=q, minlength=size).tolist()]
+    return [_exact_sum(q[idx == b]) for b in range(size)]
+
+
 def _fixed(values: np.ndarray, w: np.ndarray | None) -> np.ndarray:
     """Each example's (weighted) term on the 2^-32 grid, as integer-valued floats."""
     return np.rint(values * _FIXED if w is None else values * w * _FIXED)
@@ -121,9 +128,8 @@ class VersionStats:
             self.reliability += self._bin_weights(
                 row * RELIABILITY_BINS + rel, 2 * RELIABILITY_BINS, wq
             ).reshape(2, -1)
-            q = _fixed(pred, w)
-            for b in np.unique(rel).tolist():
-                self.reliability_pred[b] += _exact_sum(q[rel == b])
+            for b, total in enumerate(_exact_bin_sums(_fixed(pred, w), rel, RELIABILITY_BINS)):
+                self.reliability_pred[b] += total
         else:
             res = label - pred
             sq = res * res
@@ -211,10 +217,8 @@ class QualityStats:
             self.n_missing += int(missing.sum()) if w is None else float(w[missing].sum())
         if not has.any():
             return self
-        names = [_version_name(v) for v in versions] if versions is not None else None
-        keys = [""] if names is None else sorted(set(n for n, h in zip(names, has.tolist()) if h))
-        for key in keys:
-            at = has if names is None or len(keys) == 1 else has & (np.asarray(names, dtype=object) == key)
+        for raw, at in _version_groups(versions, has):
+            key = _version_name(raw)
             part = self.versions.get(key)
             if part is None:
                 part = self.versions[key] = VersionStats(self.task, self.weighted)
@@ -276,6 +280,21 @@ class QualityStats:
         if len(self.versions) > 1:
             out["by_model_version"] = {k or "(none)": metrics(v) for k, v in sorted(self.versions.items())}
         return out
+
+
+def _version_groups(versions, has: np.ndarray):
+    """(raw version, mask) per distinct version among the rows in `has` (one hashing pass; usually one)."""
+    if versions is None:
+        yield None, has
+        return
+    distinct = set(versions) if has.all() else set(v for v, h in zip(versions, has.tolist()) if h)
+    if len(distinct) == 1:
+        yield distinct.pop(), has
+        return
+    column = np.empty(len(versions), dtype=object)
+    column[:] = list(versions)
+    for raw in sorted(distinct, key=_version_name):
+        yield raw, has & (column == raw)
 
 
 def _version_name(v) -> str:
