@@ -364,7 +364,9 @@ def test_create_pipeline_bootstrap_then_curated_step(tmp_path):
     )
     report = json.load(open(os.path.join(P.output_uri(root, P.CURATOR, "curation_report"), "report.json")))
     acc = report["splits"]["train"]["accounting"]
-    served = report["splits"]["train"]["served_model"]  # the bootstrap model measured on span 2 by the Curator
+    served = report["splits"]["train"][
+        "served_model"
+    ]  # the bootstrap model measured on span 2 by the Curator
     assert served["examples_scored"] == spans[1].rows and 0.5 < served["all"]["auc"] < 1.0
     assert served["all"]["label_rate"] == pytest.approx(spans[1].positive_rate)
     summary = trainer_module.read_summary(P.output_uri(root, P.TRAINER, "model_run"))

@@ -180,3 +180,13 @@ def test_json_round_trip():
         back = Q.QualityStats.from_dict(json.loads(json.dumps(q.to_dict())))
         assert json.dumps(back.to_dict(), sort_keys=True) == json.dumps(q.to_dict(), sort_keys=True)
         assert back.report() == q.report()
+
+
+def test_predictions_the_sums_cannot_hold_are_counted_not_scored():
+    q = Q.QualityStats("regression").add(np.array([1.0, 1e200, 2.0]), np.array([1.5, 0.0, 1e70]))
+    report = q.report()
+    assert report["examples_out_of_range"] == 2 and report["examples_scored"] == 1
+    assert report["all"]["mae"] == pytest.approx(0.5)
+    binary = Q.QualityStats().add(np.array([0.2, 1.5, -0.1, 0.7]), np.array([0.0, 1.0, 0.0, 1.0])).report()
+    assert binary["examples_out_of_range"] == 2 and binary["all"]["auc"] == 1.0
+    assert q.to_dict()["n_out_of_range"] == 2

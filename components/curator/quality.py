@@ -12,7 +12,9 @@ What it keeps, per `model_version` (the records of one span may come from severa
 - regression: 1,024 fixed bins of asinh(prediction) over [-24, 24] (for the drift check) and exact sums of the
   prediction, the label, the residual ``label - prediction``, its absolute value, square and fourth power.
 
-Examples without a forward record are counted (`n_missing`), not scored.
+Examples without a forward record are counted (`n_missing`), not scored; so are predictions the sums cannot
+hold (`n_out_of_range`: outside [0, 1] for binary; |prediction| or |label| > 1e60 for regression, whose fourth
+powers would overflow float64).
 
 Exactness and merge order: counts are integers; every other sum is kept as an exact Python integer in units of
 2^-32 (each example's term is rounded once to that grid, error <= 2^-33 per example, so a mean is off by at
@@ -48,6 +50,7 @@ LOGIT_BINS = 16384
 ASINH_LIMIT = 24.0
 ASINH_BINS = 1024
 RELIABILITY_BINS = 10
+REGRESSION_LIMIT = 1e60
 FIXED_BITS = 32  # exact sums in units of 2^-32
 WEIGHT_BITS = 20  # weights rounded to multiples of 2^-20
 _FIXED = float(2**FIXED_BITS)
@@ -194,6 +197,7 @@ class QualityStats:
         self.task = task
         self.weighted = weighted
         self.n_missing: float | int = 0
+        self.n_out_of_range: float | int = 0
         self.versions: dict[str, VersionStats] = {}
 
     def add(
@@ -215,6 +219,14 @@ class QualityStats:
         missing = ~has
         if missing.any():
             self.n_missing += int(missing.sum()) if w is None else float(w[missing].sum())
+        with np.errstate(invalid="ignore"):
+            if self.task == "binary":
+                beyond = has & ~((pred >= 0.0) & (pred <= 1.0))
+            else:
+                beyond = has & ~((np.abs(pred) <= REGRESSION_LIMIT) & (np.abs(label) <= REGRESSION_LIMIT))
+        if beyond.any():
+            self.n_out_of_range += int(beyond.sum()) if w is None else float(w[beyond].sum())
+            has &= ~beyond
         if not has.any():
             return self
         for raw, at in _version_groups(versions, has):
@@ -229,6 +241,7 @@ class QualityStats:
         if (other.task, other.weighted) != (self.task, self.weighted):
             raise ValueError("cannot merge QualityStats of different tasks or weighting")
         self.n_missing += other.n_missing
+        self.n_out_of_range += other.n_out_of_range
         for key, part in other.versions.items():
             if key in self.versions:
                 self.versions[key].merge_in(part)
@@ -258,6 +271,7 @@ class QualityStats:
             "task": self.task,
             "weighted": self.weighted,
             "n_missing": self.n_missing,
+            "n_out_of_range": self.n_out_of_range,
             "versions": {k: v.to_dict() for k, v in sorted(self.versions.items())},
         }
 
@@ -265,6 +279,7 @@ class QualityStats:
     def from_dict(cls, d: dict) -> QualityStats:
         out = cls(d["task"], d["weighted"])
         out.n_missing = d["n_missing"]
+        out.n_out_of_range = d.get("n_out_of_range", 0)
         out.versions = {
             k: VersionStats.from_dict(out.task, out.weighted, v) for k, v in d["versions"].items()
         }
@@ -275,6 +290,7 @@ class QualityStats:
         out = {
             "examples_scored": sum(v.n for v in self.versions.values()),
             "examples_without_record": self.n_missing,
+            "examples_out_of_range": self.n_out_of_range,
             "all": metrics(self.combined()),
         }
         if len(self.versions) > 1:
