@@ -5,41 +5,68 @@ from __future__ import annotations
 
 import html
 
-import numpy as np
+SVG_SIZE, SVG_MARGIN = 260, 36
 
 
-def _reliability_plot(split: str, rel: list[dict]) -> str:
-    import matplotlib
+def reliability_svg(split: str, rel: list[dict]) -> str:
+    """The reliability plot as inline SVG (mean prediction vs observed rate per bin, dot area ~ examples): no
+    plotting library, so it costs nothing next to the job."""
+    side = SVG_SIZE - 2 * SVG_MARGIN
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from tfx_curator.components.curator import report as report_lib
+    def xy(px: float, py: float) -> str:
+        return f"{SVG_MARGIN + px * side:.1f},{SVG_MARGIN + (1 - py) * side:.1f}"
 
     shown = [r for r in rel if r["weight"]]
-    fig, (ax, bars) = plt.subplots(1, 2, figsize=(9, 3.4))
-    ax.plot([0, 1], [0, 1], color="#999", linestyle="--", linewidth=1, label="perfect calibration")
-    if shown:
-        ax.plot(
-            [r["mean_prediction"] for r in shown],
-            [r["observed_rate"] for r in shown],
-            marker="o",
-            label="served",
+    biggest = max((r["weight"] for r in shown), default=1.0)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{SVG_SIZE}" height="{SVG_SIZE}" role="img" '
+        f'aria-label="reliability plot of split {html.escape(split)}">',
+        f'<rect x="{SVG_MARGIN}" y="{SVG_MARGIN}" width="{side}" height="{side}" fill="none" stroke="#999"/>',
+        f'<polyline points="{xy(0, 0)} {xy(1, 1)}" stroke="#999" stroke-dasharray="4 3" fill="none"/>',
+    ]
+    for t in (0.0, 0.5, 1.0):
+        x, y = xy(t, 0).split(",")
+        parts.append(
+            f'<text x="{x}" y="{float(y) + 14:.1f}" font-size="10" text-anchor="middle">{t:g}</text>'
         )
-    ax.set(
-        xlim=(0, 1),
-        ylim=(0, 1),
-        xlabel="mean prediction",
-        ylabel="observed rate",
-        title=f"reliability ({split})",
+        x, y = xy(0, t).split(",")
+        parts.append(
+            f'<text x="{float(x) - 4:.1f}" y="{float(y) + 3:.1f}" font-size="10" text-anchor="end">{t:g}</text>'
+        )
+    if shown:
+        line = " ".join(xy(r["mean_prediction"], r["observed_rate"]) for r in shown)
+        parts.append(f'<polyline points="{line}" stroke="#1f77b4" fill="none"/>')
+        for r in shown:
+            x, y = xy(r["mean_prediction"], r["observed_rate"]).split(",")
+            radius = 2 + 5 * (r["weight"] / biggest) ** 0.5
+            parts.append(
+                f'<circle cx="{x}" cy="{y}" r="{radius:.1f}" fill="#1f77b4"><title>{r["bin"][0]:g}-{r["bin"][1]:g}: '
+                f"{r['weight']:.0f} examples, mean prediction {r['mean_prediction']:.3f}, observed "
+                f"{r['observed_rate']:.3f}</title></circle>"
+            )
+    parts += [
+        f'<text x="{SVG_SIZE / 2}" y="{SVG_SIZE - 4}" font-size="11" text-anchor="middle">mean prediction</text>',
+        f'<text x="12" y="{SVG_SIZE / 2}" font-size="11" text-anchor="middle" '
+        f'transform="rotate(-90 12 {SVG_SIZE / 2})">observed rate</text>',
+        f'<text x="{SVG_SIZE / 2}" y="16" font-size="12" text-anchor="middle">reliability ({html.escape(split)})</text>',
+        "</svg>",
+    ]
+    return "".join(parts)
+
+
+def _reliability_table(rel: list[dict]) -> str:
+    from tfx_curator.components.curator import report as report_lib
+
+    rows = "".join(
+        f"<tr><td>{r['bin'][0]:g}-{r['bin'][1]:g}</td><td>{r['weight']:.0f}</td>"
+        f"<td>{html.escape(report_lib._fmt(r['mean_prediction']))}</td>"
+        f"<td>{html.escape(report_lib._fmt(r['observed_rate']))}</td></tr>"
+        for r in rel
     )
-    ax.legend(fontsize=8)
-    centers = np.array([(r["bin"][0] + r["bin"][1]) / 2 for r in rel])
-    bars.bar(centers, [r["weight"] for r in rel], width=0.09)
-    bars.set(yscale="log", xlabel="prediction bin", title="examples per bin")
-    out = report_lib._png(fig)
-    plt.close(fig)
-    return f'<img alt="reliability plot" src="data:image/png;base64,{out}">'
+    return (
+        "<table><tr><th>prediction bin</th><th>examples</th><th>mean prediction</th><th>observed rate</th></tr>"
+        f"{rows}</table>"
+    )
 
 
 FIGURES = (
@@ -88,7 +115,10 @@ def render_html(report: dict) -> str:
         ]
         parts.append(report_lib._table(rows))
         if m.get("reliability"):
-            parts.append(_reliability_plot(split, m["reliability"]))
+            parts.append("<div style='display:flex;gap:2em;align-items:flex-start'>")
+            parts.append(
+                reliability_svg(split, m["reliability"]) + _reliability_table(m["reliability"]) + "</div>"
+            )
         versions = s.get("by_model_version")
         if versions:
             parts.append("<h3>Per model version</h3><table><tr><th>version</th><th>examples</th>")
