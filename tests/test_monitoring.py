@@ -138,3 +138,13 @@ def test_section_without_records_or_previous_report():
     assert prev is None and "no served-model figures" in note
     s = monitoring.section(None, None, 0.0, opts, previous_note=note)
     assert s["drift"]["note"] == note
+
+
+def test_drift_notes_a_change_of_served_model_version():
+    rng = np.random.default_rng(5)
+    p, y = _span(rng)
+    previous = quality.QualityStats().add(p, y, [b"100"] * p.size)
+    same = monitoring.drift(previous, quality.QualityStats().add(p, y, [b"100"] * p.size), THRESHOLDS)
+    assert "note" not in same and same["flags"] == []
+    new = monitoring.drift(previous, quality.QualityStats().add(p, y, [b"200"] * p.size), THRESHOLDS)
+    assert "model versions ['100'] -> ['200']" in new["note"] and new["flags"] == []

@@ -170,7 +170,14 @@ def drift(previous: quality.QualityStats, current: quality.QualityStats, thresho
             f"the served model's predictions shifted: PSI {index:.3f} over the previous span's deciles "
             f"(threshold {limit:g})"
         )
-    return {"changes": changes, "psi": index, "flags": flags}
+    out = {"changes": changes, "psi": index, "flags": flags}
+    before, now = sorted(previous.versions), sorted(current.versions)
+    if before != now and any(before) and any(now):
+        out["note"] = (
+            f"the served model changed since the previous run (model versions {before} -> {now}): the changes "
+            "mix the new model's behaviour with data drift"
+        )
+    return out
 
 
 def section(

@@ -142,6 +142,8 @@ def render_html(report: dict) -> str:
                 f"<tr><td>PSI of predictions</td><td></td><td>{html.escape(report_lib._fmt(d['psi']))}</td><td></td></tr>"
             )
             parts.append("</table>")
+            if d.get("note"):
+                parts.append(f"<p>{html.escape(d['note'])}</p>")
         elif d and d.get("note"):
             parts.append(f"<p>{html.escape(d['note'])}</p>")
         cc = s["curated_cross_check"]
