@@ -358,6 +358,7 @@ def summary_lines(report: dict, split: str) -> list[str]:
             f"skipped {len(skipped)} corrupt file(s): "
             + "; ".join(f"{c['path']} after {c['records_read']} records" for c in skipped)
         )
+    lines.append(f"served model on this span: {served_summary(s.get('served_model'))}")
     lines += [f"note: {note}" for note in s["notes"]]
     return lines
 
@@ -380,6 +381,13 @@ def _curate(args, options: CurationOptions, replaced: list[str], staging: list[s
     beam_args = list(args.beam_arg or [])
     from tfx_curator.components.curator import job
 
+    previous = None
+    if args.previous_report:
+        try:
+            previous = job.read_previous_report(args.previous_report, split)
+        except (OSError, ValueError) as e:
+            raise CliError(f"--previous-report: {e}") from None
+
     print(f"[{PROG}] curating split {split!r}: {args.examples} with records {args.records}", flush=True)
     print(f"[{PROG}] options: {options.to_json()}", flush=True)
     if beam_args:
@@ -395,6 +403,7 @@ def _curate(args, options: CurationOptions, replaced: list[str], staging: list[s
         options,
         staging[0],
         os.path.join(staging[0], REPORT_DIR, split),
+        previous_report=previous,
     )
     print(
         f"[{PROG}] job done in {time.monotonic() - started:.1f} s (CPU {time.process_time() - cpu:.1f} s); "
@@ -404,6 +413,22 @@ def _curate(args, options: CurationOptions, replaced: list[str], staging: list[s
     with guard.critical():
         publish.commit(staging[0], args.output)
     return report
+
+
+def served_summary(section: dict | None) -> str:
+    """One line: the served model's headline figures on the span, and its drift flags."""
+    if not section or not section["all"].get("weight"):
+        return "no example with a forward record"
+    m = section["all"]
+    names = ("auc", "log_loss", "calibration") if "auc" in m else ("rmse", "mae", "calibration")
+    parts = [f"{name.replace('_', ' ')} {m[name]:.4f}" for name in names if m.get(name) is not None]
+    text = ", ".join(parts) + f" on {section['examples_scored']} examples"
+    drift = section.get("drift") or {}
+    if drift.get("psi") is not None:
+        text += f"; PSI vs previous {drift['psi']:.3f}"
+    for flag in section["flags"]:
+        text += f"; DRIFT: {flag}"
+    return text
 
 
 VALIDATE_FIELDS = ("id_feature", "prediction_key", "hidden_norm_key", "task")
@@ -485,6 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     io.add_argument("--json", action="store_true", help="also print the accounting as one JSON line")
     io.add_argument("--debug", action="store_true", help="print the traceback of data errors")
+    io.add_argument(
+        "--previous-report",
+        metavar="PATH",
+        help="the previous run's report.json (or its folder): adds the served model's drift since then",
+    )
     io.add_argument(
         "--beam-arg",
         action="append",

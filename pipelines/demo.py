@@ -6,7 +6,10 @@
    month are replayed by BulkInferrer, the Curator keeps a budget (10%) of the month with 1/p weights, the
    next model warm-starts from the served one and trains on the curated, weighted examples, is evaluated on
    the month after (unweighted), and is pushed when its AUC beats chance.
-4. Prints a summary table per step and the total wall time.
+   The Curator also measures the served model on the month it curates (AUC, calibration, from the joined
+   forward records) and, from the second curated step on, its drift since the previous step's report.
+4. Prints a summary table per step, the served model beside the Evaluator's figures month by month, and the
+   total wall time.
 
     python -m tfx_curator.pipelines.demo [--out demo_output] [--months 1 2 3 4] [--budget 0.1]
 """
@@ -48,6 +51,10 @@ class StepResult:
     pushed: bool
     seconds: float
     report_html: str | None
+    served_auc: float = float("nan")  # the served model on train_month, measured by the Curator
+    served_calibration: float = float("nan")
+    served_drift: tuple[str, ...] = ()
+    report_dir: str | None = None
 
 
 class _Progress(logging.Filter):
@@ -85,8 +92,10 @@ def _quiet_logs(verbose: bool) -> None:
     warnings.filterwarnings("ignore")
 
 
-def run_step(name, new_month, next_month, args, served_model_dir) -> StepResult:
-    """Build and run one pipeline (bootstrap when served_model_dir is None); read back its results."""
+def run_step(name, new_month, next_month, args, served_model_dir, previous_report=None) -> StepResult:
+    """Build and run one pipeline (bootstrap when served_model_dir is None); read back its results.
+
+    previous_report: the previous curated step's CurationReport folder (the served model's drift check)."""
     from tfx import v1 as tfx
 
     from tfx_curator.pipelines import pipeline as P
@@ -103,6 +112,7 @@ def run_step(name, new_month, next_month, args, served_model_dir) -> StepResult:
         nycflights.span_dir(data_dir, next_month),
         serving_dir=serving_dir,
         served_model_dir=served_model_dir,
+        previous_report_dir=previous_report,
         metadata_path=os.path.join(args.out, "metadata.sqlite"),
         budget=args.budget,
         curator_options=curator_options,
@@ -118,12 +128,16 @@ def run_step(name, new_month, next_month, args, served_model_dir) -> StepResult:
     examples = summary["examples"]
     selected = examples
     report_html = None
+    served: dict = {}
     report_uri = P.output_uri(root, P.CURATOR, "curation_report")
     if report_uri:
         with open(os.path.join(report_uri, "report.json"), encoding="utf-8") as f:
-            accounting = json.load(f)["splits"]["train"]["accounting"]
+            split = json.load(f)["splits"]["train"]
+        accounting = split["accounting"]
+        served = split.get("served_model", {})
         examples, selected = accounting["examples_read"], accounting["selected"]
         report_html = os.path.join(report_uri, "report.html")
+    served_figures = served.get("all", {})
     return StepResult(
         name=name,
         train_month=new_month,
@@ -138,7 +152,15 @@ def run_step(name, new_month, next_month, args, served_model_dir) -> StepResult:
         pushed=P.is_blessed(P.output_uri(root, P.EVALUATOR, "blessing")),
         seconds=seconds,
         report_html=report_html,
+        served_auc=_number(served_figures.get("auc")),
+        served_calibration=_number(served_figures.get("calibration")),
+        served_drift=tuple(served.get("flags", ())),
+        report_dir=report_uri,
     )
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def summary_table(results: list[StepResult]) -> str:
@@ -152,6 +174,27 @@ def summary_table(results: list[StepResult]) -> str:
             f"{r.name:<10} {r.train_month:>5} {r.eval_month:>4} {r.examples:>8} {r.selected:>8} "
             f"{r.backward_passes_saved:>9} {r.weight_sum:>7.0f} {r.auc:>6.4f} {r.log_loss:>7.4f} "
             f"{r.calibration:>5.2f} {'yes' if r.pushed else 'no':>6} {r.seconds:>4.0f}s  {r.report_html or '-'}"
+        )
+    return "\n".join(lines)
+
+
+def served_table(results: list[StepResult]) -> str:
+    """Month by month: the served model measured by the Curator on the month it served, beside the Evaluator's
+    figures for the model trained the step before, on the same month (its successor, or itself when pushed)."""
+    evaluated = {r.eval_month: r for r in results}
+    header = (
+        f"{'month':>5} {'served AUC':>10} {'served calib':>12} {'Evaluator AUC':>13} {'Evaluator calib':>15}"
+        "  (Evaluator: model trained on the month before)  drift"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        if r.report_dir is None:
+            continue
+        e = evaluated.get(r.train_month)
+        lines.append(
+            f"{r.train_month:>5} {r.served_auc:>10.4f} {r.served_calibration:>12.3f} "
+            f"{e.auc if e else float('nan'):>13.4f} {e.calibration if e else float('nan'):>15.3f}"
+            f"  {'; '.join(r.served_drift) or 'none'}"
         )
     return "\n".join(lines)
 
@@ -208,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
 
     serving_dir = os.path.join(args.out, "serving")
     results = []
+    previous_report = None
     months = args.months
     for i, (new_month, next_month) in enumerate(zip(months[:-1], months[1:])):
         served = None if i == 0 else P.latest_pushed_model(serving_dir)
@@ -218,8 +262,15 @@ def main(argv: list[str] | None = None) -> int:
             else f"curate {args.budget:.0%} of month {new_month} served by {os.path.basename(served)}, train"
         )
         print(f"[demo] {name}: {what}, evaluate on month {next_month} ...", flush=True)
-        result = run_step(name, new_month, next_month, args, served)
+        result = run_step(name, new_month, next_month, args, served, previous_report)
         results.append(result)
+        previous_report = result.report_dir or previous_report
+        if result.report_dir:
+            print(
+                f"[demo] {name}: served model on month {new_month}: AUC {result.served_auc:.4f}, calibration "
+                f"{result.served_calibration:.3f}; drift: {'; '.join(result.served_drift) or 'none flagged'}",
+                flush=True,
+            )
         print(
             f"[demo] {name}: {result.selected}/{result.examples} examples trained on, AUC {result.auc:.4f}, "
             f"log loss {result.log_loss:.4f}, pushed: {'yes' if result.pushed else 'no'} ({result.seconds:.0f}s)",
@@ -227,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     print("\n" + summary_table(results))
+    print("\n" + served_table(results))
     print(f"\n[demo] done in {time.time() - start:.0f}s (wall). Serving models: {serving_dir}")
     return 0
 

@@ -32,7 +32,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from tfx_curator.components.curator.component import Curator
+from tfx_curator.components.curator.component import CurationReport, Curator
 from tfx_curator.data import nycflights
 from tfx_curator.pipelines import model as model_lib
 from tfx_curator.schemas import FLIGHTS_SCHEMA, schema_file
@@ -48,6 +48,7 @@ NEXT_SPAN_GEN = "NextSpanExampleGen"
 SCHEMA_GEN = "ImportSchemaGen"
 SERVED_MODEL = "ServedModel"
 FORWARD_RECORDS = "ForwardRecords"
+PREVIOUS_REPORT = "PreviousCurationReport"
 BULK_INFERRER = "BulkInferrer"
 CURATOR = "Curator"
 STATISTICS_GEN = "StatisticsGen"
@@ -209,6 +210,7 @@ def create_pipeline(
     serving_dir: str,
     served_model_dir: str | None = None,
     forward_records_dir: str | None = None,
+    previous_report_dir: str | None = None,
     metadata_path: str | None = None,
     budget: float = 0.1,
     curator_options: dict | None = None,
@@ -236,6 +238,8 @@ def create_pipeline(
       forward_records_dir: production forward records (plain format or PredictionLogs, see
         docs/forward_record_format.md) laid out as `Split-<name>/*` and imported as an Examples artifact;
         set `curator_options["record_format"]` to match ("plain" by default).
+      previous_report_dir: the previous step's CurationReport folder; the Curator then reports the served
+        model's drift since that span (imported as the Curator's `previous_report`).
       metadata_path: the MLMD sqlite file (default `<pipeline_root>/metadata.sqlite`).
       budget, curator_options: the Curator's budget and other CurationOptions (options.py).
       beam_pipeline_args: default DirectRunner in_memory; other runners get --setup_file (with_code_shipping).
@@ -271,6 +275,13 @@ def create_pipeline(
 
     training_examples = new_span.outputs["examples"]
     stats_options = None
+    previous_report = None
+    if curate and previous_report_dir is not None:
+        previous = tfx.dsl.Importer(source_uri=previous_report_dir, artifact_type=CurationReport).with_id(
+            PREVIOUS_REPORT
+        )
+        components.append(previous)
+        previous_report = previous.outputs["result"]
     if curate:
         if forward_records_dir is not None:
             records = tfx.dsl.Importer(
@@ -281,7 +292,10 @@ def create_pipeline(
                 },
             ).with_id(FORWARD_RECORDS)
             curator = Curator(
-                examples=new_span.outputs["examples"], forward_records=records.outputs["result"], **options
+                examples=new_span.outputs["examples"],
+                forward_records=records.outputs["result"],
+                previous_report=previous_report,
+                **options,
             ).with_id(CURATOR)
             components += [records, curator]
         else:
@@ -294,6 +308,7 @@ def create_pipeline(
             curator = Curator(
                 examples=new_span.outputs["examples"],
                 inference_result=inferrer.outputs["inference_result"],
+                previous_report=previous_report,
                 **options,
             ).with_id(CURATOR)
             components += [inferrer, curator]

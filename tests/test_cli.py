@@ -44,6 +44,9 @@ NON_DEFAULT = {
     "compute_statistics": False,
     "max_missing_record_rate": 0.9,
     "max_reject_rate": 0.25,
+    "drift_max_auc_change": 0.05,
+    "drift_max_calibration_change": 0.2,
+    "drift_max_psi": 0.5,
 }
 
 
@@ -530,3 +533,33 @@ def test_version_summary_quiet_start_up_and_debug(synthetic, tmp_path):
     assert "is named *.gz but is not gzip-compressed" in plain.stderr.strip().splitlines()[-1]
     debug = _run_cli(*argv, "--debug")
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_curate_reports_the_served_model_and_its_drift(synthetic, tmp_path, capsys):
+    root, data = synthetic
+    first = str(tmp_path / "first")
+    assert cli.main(_argv(root, first, "--no-statistics")) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if "served model on this span" in x][0]
+    _, labels, preds, _ = data["train"]
+    has = ~np.isnan(preds)
+    served = json.load(open(os.path.join(first, "report", "train", "report.json")))["splits"]["train"][
+        "served_model"
+    ]
+    assert f"auc {served['all']['auc']:.4f}" in line and f"on {int(has.sum())} examples" in line
+    assert "PSI" not in line
+
+    # the first run's output folder as --previous-report: same span, no drift; a tight threshold flags nothing
+    # either (the figures are identical); a missing report is a clear error before anything runs
+    second = str(tmp_path / "second")
+    argv = _argv(root, second, "--no-statistics", "--previous-report", first, "--drift-max-psi", "0")
+    assert cli.main(argv) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if "served model on this span" in x][0]
+    assert "PSI vs previous 0.000" in line and "DRIFT" not in line
+    drift = json.load(open(os.path.join(second, "report", "train", "report.json")))["splits"]["train"][
+        "served_model"
+    ]
+    assert drift["drift"]["flags"] == [] and drift["drift"]["changes"]["calibration"]["change"] == 0.0
+    with pytest.raises(SystemExit) as e:
+        cli.main(_argv(root, str(tmp_path / "third"), "--previous-report", str(tmp_path / "nothing")))
+    assert e.value.code == 2 and "--previous-report: no previous report.json" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "third")

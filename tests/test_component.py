@@ -37,6 +37,23 @@ def test_count_budget_given_as_int_is_accepted():
     assert curator.exec_properties["budget"] == 5000.0
 
 
+def test_previous_report_is_an_optional_curation_report_input():
+    spec = component.CuratorSpec.INPUTS["previous_report"]
+    assert spec.type == component.CurationReport and spec.optional
+    curator = component.Curator(
+        examples=_channel(standard_artifacts.Examples),
+        forward_records=_channel(standard_artifacts.Examples),
+        previous_report=_channel(component.CurationReport),
+        drift_max_auc_change=0.05,
+    )
+    assert curator.inputs["previous_report"].type == component.CurationReport
+    assert curator.exec_properties["drift_max_auc_change"] == 0.05
+    without = component.Curator(
+        examples=_channel(standard_artifacts.Examples), forward_records=_channel(standard_artifacts.Examples)
+    )
+    assert "previous_report" not in without.inputs or without.inputs["previous_report"] is None
+
+
 def test_every_option_is_a_parameter():
     names = set(component.CuratorSpec.PARAMETERS)
     assert names == set(CurationOptions.__dataclass_fields__)

@@ -7,6 +7,7 @@ import helpers
 import numpy as np
 import pytest
 import tensorflow as tf
+from sklearn.metrics import log_loss, roc_auc_score
 from tfx.components.util import examples_utils
 from tfx.types import artifact_utils, standard_artifacts
 
@@ -28,7 +29,7 @@ def synthetic(tmp_path_factory):
     return root, data
 
 
-def _run(root, tmp_path, **params):
+def _run(root, tmp_path, previous_report=None, **params):
     examples = _examples_artifact(os.path.join(root, "examples"), ["train", "eval"])
     records = _examples_artifact(os.path.join(root, "records_artifact"), ["all"])
     os.makedirs(os.path.join(records.uri, "Split-all"), exist_ok=True)
@@ -40,8 +41,11 @@ def _run(root, tmp_path, **params):
     curated.uri = str(tmp_path / "curated")
     report = component.CurationReport()
     report.uri = str(tmp_path / "report")
+    inputs = {"examples": [examples], "forward_records": [records]}
+    if previous_report is not None:
+        inputs["previous_report"] = [previous_report]
     executor.Executor().Do(
-        {"examples": [examples], "forward_records": [records]},
+        inputs,
         {"curated_examples": [curated], "curation_report": [report]},
         params,
     )
@@ -114,3 +118,36 @@ def test_executor_publishes_nothing_when_the_job_fails(synthetic, tmp_path):
         )
     assert sorted(os.listdir(tmp_path / "out")) == ["curated", "report"]
     assert not os.listdir(curated.uri) and not os.listdir(report.uri)
+
+
+def test_served_model_figures_are_report_properties_and_drift_uses_the_previous_report(synthetic, tmp_path):
+    root, data = synthetic
+    _, first = _run(root, tmp_path / "first", budget=0.2, splits=["train"])
+    _, labels, preds, _ = data["train"]
+    has = ~np.isnan(preds)
+    served = json.load(open(os.path.join(first.uri, "report.json")))["splits"]["train"]["served_model"]
+    bound = served["all"]["auc_error_bound"]
+    assert (
+        abs(first.get_float_custom_property("served_auc") - roc_auc_score(labels[has], preds[has])) <= bound
+    )
+    assert first.get_float_custom_property("served_log_loss") == pytest.approx(
+        log_loss(labels[has], preds[has]), abs=1e-6
+    )
+    calibration = preds[has].mean() / labels[has].mean()
+    assert first.get_float_custom_property("served_calibration") == pytest.approx(calibration, rel=1e-6)
+    assert first.get_int_custom_property("served_examples") == int(has.sum())
+    assert first.get_int_custom_property("served_drift_flags") == 0
+    assert served["examples_without_record"] == int((~has).sum())
+    assert "drift" not in served and served["curated_cross_check"]["mismatched"] == []
+
+    # the same span again, with the first run's report as previous_report: no change, no flag
+    _, second = _run(root, tmp_path / "second", previous_report=first, budget=0.2, splits=["train"])
+    drift = json.load(open(os.path.join(second.uri, "report.json")))["splits"]["train"]["served_model"][
+        "drift"
+    ]
+    assert drift["psi"] == 0.0 and drift["flags"] == []
+    assert drift["changes"]["auc"]["change"] == 0.0
+    assert second.get_int_custom_property("served_drift_flags") == 0
+    html = open(os.path.join(second.uri, "report.html")).read()
+    assert html.index("Served model on split train") < html.index("<h2>Options</h2>")
+    assert "reliability plot" in html and "Drift since the previous run" in html

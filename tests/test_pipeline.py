@@ -239,6 +239,19 @@ def test_create_pipeline_wiring_for_bootstrap_bulk_inference_and_production_reco
     assert P.BULK_INFERRER not in by_id and P.FORWARD_RECORDS in by_id
     assert by_id[P.CURATOR].inputs["forward_records"].producer_component_id == P.FORWARD_RECORDS
     assert "base_model" not in by_id[P.TRAINER].inputs or by_id[P.TRAINER].inputs["base_model"] is None
+    assert P.PREVIOUS_REPORT not in by_id
+    # the previous step's CurationReport feeds the Curator's optional previous_report channel
+    chained = P.create_pipeline(
+        "r",
+        str(tmp_path / "root"),
+        "/d/1",
+        "/d/2",
+        forward_records_dir=str(records_dir),
+        previous_report_dir=str(tmp_path / "old_report"),
+        **common,
+    )
+    by_id = {c.id: c for c in chained.components}
+    assert by_id[P.CURATOR].inputs["previous_report"].producer_component_id == P.PREVIOUS_REPORT
     with pytest.raises(ValueError, match="Split-"):
         P.create_pipeline(
             "r", str(tmp_path / "root"), "/d/1", "/d/2", forward_records_dir=str(tmp_path), **common
@@ -351,6 +364,11 @@ def test_create_pipeline_bootstrap_then_curated_step(tmp_path):
     )
     report = json.load(open(os.path.join(P.output_uri(root, P.CURATOR, "curation_report"), "report.json")))
     acc = report["splits"]["train"]["accounting"]
+    served = report["splits"]["train"][
+        "served_model"
+    ]  # the bootstrap model measured on span 2 by the Curator
+    assert served["examples_scored"] == spans[1].rows and 0.5 < served["all"]["auc"] < 1.0
+    assert served["all"]["label_rate"] == pytest.approx(spans[1].positive_rate)
     summary = trainer_module.read_summary(P.output_uri(root, P.TRAINER, "model_run"))
     weights = list(
         kept_weights(os.path.join(P.output_uri(root, P.CURATOR, "curated_examples"), "Split-*", "*")).values()

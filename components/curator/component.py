@@ -17,6 +17,7 @@ from tfx_curator.components.curator.options import CurationOptions
 EXAMPLES_KEY = "examples"
 INFERENCE_RESULT_KEY = "inference_result"
 FORWARD_RECORDS_KEY = "forward_records"
+PREVIOUS_REPORT_KEY = "previous_report"
 CURATED_EXAMPLES_KEY = "curated_examples"
 CURATION_REPORT_KEY = "curation_report"
 
@@ -63,6 +64,7 @@ class CuratorSpec(ComponentSpec):
         EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
         INFERENCE_RESULT_KEY: ChannelParameter(type=standard_artifacts.InferenceResult, optional=True),
         FORWARD_RECORDS_KEY: ChannelParameter(type=standard_artifacts.Examples, optional=True),
+        PREVIOUS_REPORT_KEY: ChannelParameter(type=CurationReport, optional=True),
     }
     OUTPUTS = {
         CURATED_EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -78,6 +80,10 @@ class Curator(base_beam_component.BaseBeamComponent):
     gradient norm under the served prediction), chooses inclusion probabilities that meet the budget with the
     smallest estimator variance (water-filling), samples deterministically (hash of seed and id) and writes the
     kept examples with the weight `1/p` in `weight_feature`. Splits not listed in `splits` are copied unchanged.
+
+    The same job measures the served model on the span (AUC, log loss, calibration, reliability; regression
+    errors) into the report and the report artifact's custom properties; with `previous_report` (the last
+    run's CurationReport) it also reports drift and flags moves beyond the `drift_max_*` thresholds.
 
     ## Example
     ```
@@ -101,6 +107,7 @@ class Curator(base_beam_component.BaseBeamComponent):
         examples: types.BaseChannel,
         inference_result: types.BaseChannel | None = None,
         forward_records: types.BaseChannel | None = None,
+        previous_report: types.BaseChannel | None = None,
         **options: Any,
     ):
         if (inference_result is None) == (forward_records is None):
@@ -115,6 +122,7 @@ class Curator(base_beam_component.BaseBeamComponent):
             examples=examples,
             inference_result=inference_result,
             forward_records=forward_records,
+            previous_report=previous_report,
             curated_examples=types.Channel(type=standard_artifacts.Examples),
             curation_report=types.Channel(type=CurationReport),
             **params,

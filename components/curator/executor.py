@@ -21,9 +21,12 @@ from tfx_curator.components.curator.options import CurationOptions
 EXAMPLES_KEY = "examples"
 INFERENCE_RESULT_KEY = "inference_result"
 FORWARD_RECORDS_KEY = "forward_records"
+PREVIOUS_REPORT_KEY = "previous_report"
 CURATED_EXAMPLES_KEY = "curated_examples"
 CURATION_REPORT_KEY = "curation_report"
 CURATED_FILE_FORMAT = "tfrecords_gzip"
+# Headline figures of the served model set as custom properties of the CurationReport (ML Metadata, Kubeflow UI).
+SERVED_PROPERTIES = ("auc", "log_loss", "calibration", "label_rate", "rmse", "mae")
 
 
 def options_from_exec_properties(exec_properties: dict[str, Any]) -> CurationOptions:
@@ -90,6 +93,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             )
 
         record_pattern = record_file_pattern(input_dict)
+        previous = None
+        if input_dict.get(PREVIOUS_REPORT_KEY):
+            previous_uri = artifact_utils.get_single_uri(input_dict[PREVIOUS_REPORT_KEY])
+            previous = job.read_previous_report(previous_uri)
+            logging.info("Drift check against the previous report %s", previous_uri)
         logging.info("Curating splits %s of %s with records %s", options.splits, examples.uri, record_pattern)
         # Nothing partial in the artifacts: everything is written into staging folders next to their uris and
         # moved into place only once the report is written and its accounting check passed (publish.py).
@@ -104,6 +112,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 options,
                 curated_staging,
                 report_staging,
+                previous_report=previous,
             )
             for split in all_splits:
                 if split not in options.splits:
@@ -123,7 +132,28 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         }
         for key, value in totals.items():
             report.set_int_custom_property(key, int(value))
+        set_served_model_properties(report, result, options.splits)
         logging.info("Curation done: %s; report at %s", totals, os.path.join(report.uri, "report.html"))
+
+
+def set_served_model_properties(report: types.Artifact, result: dict, splits) -> None:
+    """`served_<figure>` (suffixed `_<split>` when several splits are curated) and `served_drift_flags`: the
+    served model's headline figures on this span, where ML Metadata and the Kubeflow UI show them."""
+    flags = []
+    for split in splits:
+        section = result["splits"][split].get("served_model")
+        if not section:
+            continue
+        suffix = "" if len(splits) == 1 else f"_{split}"
+        for name in SERVED_PROPERTIES:
+            value = section["all"].get(name)
+            if value is not None:
+                report.set_float_custom_property(f"served_{name}{suffix}", float(value))
+        report.set_int_custom_property(f"served_examples{suffix}", int(section["examples_scored"]))
+        flags += [f"{split}: {flag}" for flag in section["flags"]]
+    report.set_int_custom_property("served_drift_flags", len(flags))
+    if flags:
+        report.set_string_custom_property("served_drift", "; ".join(flags))
 
 
 def copy_split(source: types.Artifact, split: str, dst: str) -> None:

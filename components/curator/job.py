@@ -3,7 +3,8 @@
 Shared by the TFX executor and the `tfx-curator curate` CLI, so both write exactly the same things:
 
     <curated_uri>/Split-<split>/data_tfrecord-*.gz      kept examples: original bytes + the weight feature
-    <report_uri>/report.json, report.html               accounting, selection figures, unbiasedness check
+    <report_uri>/report.json, report.html               served model's quality and drift, accounting, selection
+                                                        figures, unbiasedness checks
     <report_uri>/rejects/rejects-*.tfrecord.gz          every rejected input: split index, source, reason, payload
     <report_uri>/statistics/Split-<split>/*.pb          TFDV statistics: raw, curated unweighted, curated weighted
     <report_uri>/_job/figures.json                      the job's raw figures (report.json is built from them)
@@ -18,7 +19,7 @@ from collections.abc import Callable, Mapping
 
 import apache_beam as beam
 
-from tfx_curator.components.curator import data_quality, example_keys, transforms
+from tfx_curator.components.curator import data_quality, example_keys, monitoring, quality, transforms
 from tfx_curator.components.curator import report as report_lib
 from tfx_curator.components.curator.options import CurationOptions
 
@@ -90,6 +91,7 @@ def build(
             splits,
             options,
             stats=beam.pvalue.AsDict(out["stats"]),
+            served=beam.pvalue.AsDict(out["quality"]),
             counts=beam.pvalue.AsDict(out["counts"]),
             events=beam.pvalue.AsList(out["events"]),
             rejects=beam.pvalue.AsList(reject_counts),
@@ -158,7 +160,7 @@ def _decodes(decoder, raw: bytes) -> bool:
     return True
 
 
-def _raw_figures(_, splits, options, stats, counts, events, rejects, plans, corrupt) -> str:
+def _raw_figures(_, splits, options, stats, served, counts, events, rejects, plans, corrupt) -> str:
     """Everything the Beam job measured, as one JSON line (report.py turns it into the report)."""
     import dataclasses
 
@@ -177,6 +179,11 @@ def _raw_figures(_, splits, options, stats, counts, events, rejects, plans, corr
             "events": {event: n for (split, event), n in events if split == i},
             "rejects": {f"{src}:{reason}": n for (split, src, reason), n in rejects if split == i},
             "corrupt_files": sorted([path, n, error] for split, path, n, error in corrupt if split == i),
+            "served_model": {
+                kind: served[(i, kind)].to_dict()
+                for kind in (transforms.QUALITY_FULL, transforms.QUALITY_CURATED)
+                if (i, kind) in served
+            },
         }
     return json.dumps(
         {
@@ -243,13 +250,60 @@ def _unbiasedness(report_uri: str, split: str, figures: dict, options: CurationO
     }
 
 
-def finish(report_uri: str, options: CurationOptions, format_detection: str | None = None) -> dict:
+def read_previous_report(path: str, split: str | None = None) -> dict:
+    """A previous run's report.json: `path` is the file or a folder holding it (directly, in `<split>/`, in
+    `report/<split>/` as the CLI writes it, or in `report/` as older CLI outputs did)."""
+    from tfx.dsl.io import fileio
+
+    candidates = [path, os.path.join(path, "report.json")]
+    if split:
+        candidates += [
+            os.path.join(path, split, "report.json"),
+            os.path.join(path, "report", split, "report.json"),
+        ]
+    candidates.append(os.path.join(path, "report", "report.json"))
+    for candidate in candidates:
+        if fileio.exists(candidate) and not fileio.isdir(candidate):
+            with fileio.open(candidate, "r") as f:
+                try:
+                    return json.loads(f.read())
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"previous report {candidate} is not valid JSON: {e}") from None
+    raise FileNotFoundError(f"no previous report.json at {path} (looked for {candidates})")
+
+
+def served_model_sections(figures: dict, previous_report: dict | None = None) -> dict[str, dict]:
+    """The served-model section of each split (monitoring.py) from the job's raw figures."""
+    out = {}
+    for split, fig in figures["splits"].items():
+        served = fig.get("served_model", {})
+        full, curated = (
+            quality.QualityStats.from_dict(served[k]) if k in served else None
+            for k in (transforms.QUALITY_FULL, transforms.QUALITY_CURATED)
+        )
+        previous, note = monitoring.previous_stats(previous_report, split)
+        out[split] = monitoring.section(
+            full, curated, fig["summary"]["ess"], figures["options"], previous, note
+        )
+    return out
+
+
+def finish(
+    report_uri: str,
+    options: CurationOptions,
+    format_detection: str | None = None,
+    previous_report: dict | None = None,
+) -> dict:
     """After the job ran: build and write the report, then enforce the accounting invariant and the data-quality
-    limits (data_quality.py). format_detection: how an "auto" record format was resolved."""
+    limits (data_quality.py). format_detection: how an "auto" record format was resolved; previous_report: the
+    previous run's report.json, for the served model's drift check."""
     figures = read_raw_figures(report_uri)
     examples_read = {s: f["events"].get(transforms.EXAMPLES_READ, 0) for s, f in figures["splits"].items()}
     unbiasedness = {s: _unbiasedness(report_uri, s, figures, options) for s in figures["splits"]}
-    report = report_lib.build_report(figures, examples_read, {s: u for s, u in unbiasedness.items() if u})
+    served = served_model_sections(figures, previous_report)
+    report = report_lib.build_report(
+        figures, examples_read, {s: u for s, u in unbiasedness.items() if u}, served_model=served
+    )
     report["forward_records"]["format"] = options.record_format
     report["forward_records"]["format_detection"] = format_detection or "given"
     report_lib.write_report(report_uri, report, figures)
@@ -259,6 +313,15 @@ def finish(report_uri: str, options: CurationOptions, format_detection: str | No
                 "split %s: weighted curated data differs from the raw data on %s (see report.html)",
                 split,
                 u["mismatched"],
+            )
+    for split, section in served.items():
+        for flag in section["flags"]:
+            logging.warning("split %s: served model: %s", split, flag)
+        if section["curated_cross_check"]["mismatched"]:
+            logging.warning(
+                "split %s: weighted curated sample disagrees with the full span on the served model's %s",
+                split,
+                section["curated_cross_check"]["mismatched"],
             )
     report_lib.check_accounting(report)
     data_quality.check(report, options)
@@ -273,11 +336,14 @@ def run(
     curated_uri: str,
     report_uri: str,
     compute_statistics: bool | None = None,
+    previous_report: dict | None = None,
 ) -> dict:
-    """Build and run the job with a pipeline from `make_pipeline`, then write the report. Returns report.json."""
+    """Build and run the job with a pipeline from `make_pipeline`, then write the report. Returns report.json.
+
+    previous_report: the previous run's report.json (read_previous_report), for the drift check."""
     options, detection = transforms.resolve_record_format(options, record_pattern)
     with make_pipeline() as pipeline:
         build(
             pipeline, example_patterns, record_pattern, options, curated_uri, report_uri, compute_statistics
         )
-    return finish(report_uri, options, detection)
+    return finish(report_uri, options, detection, previous_report)

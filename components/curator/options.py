@@ -48,6 +48,12 @@ class CurationOptions:
         file pattern, not of a serving path that logs most of its traffic. 1 accepts anything.
     max_reject_rate: the run fails when a larger share of a split's examples, or of the forward records, is
         rejected (a wrong id or label feature, or a wrong record format). 1 accepts anything.
+    drift_max_auc_change: with a previous report, flag the served model when its AUC on this span moved by
+        more than this (absolute) from the previous span's.
+    drift_max_calibration_change: with a previous report, flag the served model when its calibration (mean
+        prediction / mean label) moved by more than this (absolute) from the previous span's.
+    drift_max_psi: with a previous report, flag the served model when the population stability index of its
+        predictions (over the previous span's deciles) exceeds this.
     """
 
     id_feature: str = "example_id"
@@ -75,6 +81,9 @@ class CurationOptions:
     compute_statistics: bool = True
     max_missing_record_rate: float = 0.5
     max_reject_rate: float = 0.5
+    drift_max_auc_change: float = 0.02
+    drift_max_calibration_change: float = 0.1
+    drift_max_psi: float = 0.25
 
     def __post_init__(self):
         object.__setattr__(self, "splits", tuple(self.splits))
@@ -113,6 +122,10 @@ class CurationOptions:
             raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
         if not self.splits or not all(isinstance(s, str) and s for s in self.splits):
             raise ValueError(f"splits must be a non-empty list of split names, got {self.splits!r}")
+        for name in ("drift_max_auc_change", "drift_max_calibration_change", "drift_max_psi"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ValueError(f"{name} must be a number >= 0 (inf: never flag), got {value!r}")
         if self.task == "regression" and self.strategy == "negative_downsampling":
             raise ValueError("strategy 'negative_downsampling' needs task 'binary'")
 

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from tfx_curator.components.curator import report_stats, report_verdict
+from tfx_curator.components.curator import report_served, report_stats, report_verdict
 
 STATS_DIR = "statistics"
 RAW, UNWEIGHTED, WEIGHTED = "raw", "curated_unweighted", "curated_weighted"
@@ -131,8 +131,14 @@ def _lambda_summary(lams: dict) -> dict | None:
     }
 
 
-def build_report(figures: dict, examples_read: dict[str, int], tfdv_stats: dict | None = None) -> dict:
-    """report.json's content. examples_read: raw records read per split (counted by the job)."""
+def build_report(
+    figures: dict,
+    examples_read: dict[str, int],
+    tfdv_stats: dict | None = None,
+    served_model: dict | None = None,
+) -> dict:
+    """report.json's content. examples_read: raw records read per split (counted by the job); served_model:
+    the served model's section per split (monitoring.py)."""
     options = figures["options"]
     report = {"options": options, "splits": {}, "forward_records": {}}
     for split, fig in figures["splits"].items():
@@ -190,6 +196,8 @@ def build_report(figures: dict, examples_read: dict[str, int], tfdv_stats: dict 
         }
         if tfdv_stats and split in tfdv_stats:
             entry["unbiasedness"] = tfdv_stats[split]
+        if served_model and split in served_model:
+            entry["served_model"] = served_model[split]
         report["splits"][split] = entry
     rec = figures["records"]
     report["forward_records"] = {
@@ -331,6 +339,7 @@ def render_html(report: dict, figures: dict) -> str:
         "img{max-width:100%;height:auto} .ok{color:#070}",
         "</style></head><body><h1>tfx-curator curation report</h1>",
         report_verdict.verdict_html(report),
+        report_served.render_html(report),
         "<h2>Options</h2>",
         _table(sorted(report["options"].items())),
     ]

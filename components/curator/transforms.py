@@ -7,7 +7,8 @@
 Only bytes, ints and floats cross a shuffle: examples travel as `(id, (split, raw, label))`, records as
 `(id, (prediction, hidden_norm, timestamp, model_version))`. After the join, examples move in numpy batches;
 the decisions are element-wise given a small per-split `SplitPlan` side input, so any batching or partitioning
-selects the same examples (see plan.py).
+selects the same examples (see plan.py). The sampling step also measures the served model's quality on the
+joined rows it already holds (quality.py): no second pass over the data.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from tfx_curator.components.curator import example_keys, plan, record_io, selection, tfrecord_files
+from tfx_curator.components.curator import example_keys, plan, quality, record_io, selection, tfrecord_files
 from tfx_curator.components.curator import options as options_lib
 from tfx_curator.components.curator import records as records_lib
 from tfx_curator.components.curator.options import CurationOptions
@@ -33,6 +34,9 @@ NAMESPACE = "tfx_curator"
 REJECTS = "rejects"
 EVENTS = "events"
 STATS = "stats"
+QUALITY = "quality"
+QUALITY_FULL = "full"  # every joined example of the split, unweighted
+QUALITY_CURATED = "curated"  # the kept examples with their 1/p weights (the unbiasedness cross-check)
 BATCH_SIZE = 1024
 RECORDS_SPLIT = -1  # split index of things that belong to no split (orphan records, record rejects)
 CURATED_FILE_PREFIX = "data_tfrecord"
@@ -167,7 +171,8 @@ def _nan_low(x: float) -> float:
 
 
 class ResolveJoinDoFn(beam.DoFn):
-    """(id, {examples, records}) -> (split, id, raw, label, prediction, hidden_norm), NaN prediction = no record.
+    """(id, {examples, records}) -> (split, id, raw, label, prediction, hidden_norm, model_version); NaN
+    prediction (and model_version b"") = no record.
 
     Counts orphan records, duplicate records (policy applied) and rejects duplicate example ids: when every copy
     of an id has the same label, the first copy (ordered by split, then serialized bytes: a deterministic choice)
@@ -202,7 +207,7 @@ class ResolveJoinDoFn(beam.DoFn):
                 return
         split, raw, label = examples[0]
         if not records:
-            yield split, example_id, raw, label, math.nan, math.nan
+            yield split, example_id, raw, label, math.nan, math.nan, b""
             return
         if len(records) > 1:
             self._duplicates.inc(len(records) - 1)
@@ -211,7 +216,7 @@ class ResolveJoinDoFn(beam.DoFn):
             record = resolve_duplicates(records, self._options.duplicate_policy, label, self._options)
         else:
             record = records[0]
-        yield split, example_id, raw, label, record[0], record[1]
+        yield split, example_id, raw, label, record[0], record[1], record[3]
 
 
 class JoinForwardRecords(beam.PTransform):
@@ -237,7 +242,8 @@ class JoinForwardRecords(beam.PTransform):
 
 
 def score_batch(rows: Sequence[tuple], options: CurationOptions) -> tuple:
-    """Joined rows -> (splits int64[n], ids, raws, labels f64[n], scores f64[n]; NaN score = no record)."""
+    """Joined rows -> (splits int64[n], ids, raws, labels f64[n], scores f64[n], predictions f64[n],
+    model_versions); NaN score and prediction = no record."""
     splits = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     ids = [r[1] for r in rows]
     raws = [r[2] for r in rows]
@@ -250,11 +256,11 @@ def score_batch(rows: Sequence[tuple], options: CurationOptions) -> tuple:
         scores[has] = selection.compute_scores(
             score_signal(options), preds[has], labels[has], options.task, hidden_norm=norms[has]
         )
-    return splits, ids, raws, labels, scores
+    return splits, ids, raws, labels, scores, preds, [r[6] for r in rows]
 
 
 class ScoreExamples(beam.PTransform):
-    """Joined rows -> batches (splits, ids, raws, labels, scores) with vectorised scoring."""
+    """Joined rows -> batches (splits, ids, raws, labels, scores, predictions, versions), scored vectorised."""
 
     def __init__(self, options: CurationOptions):
         super().__init__()
@@ -270,7 +276,7 @@ class ScoreExamples(beam.PTransform):
 
 
 def batch_counts(batch, positive_label: float = 1.0):
-    splits, _, _, labels, scores = batch
+    splits, _, _, labels, scores = batch[:5]
     for split in np.unique(splits).tolist():
         at = splits == split
         yield (
@@ -298,7 +304,7 @@ class _ScoreSummaryFn(beam.CombineFn):
 
 
 def _scored(batch):
-    splits, ids, _, _, scores = batch
+    splits, ids, _, _, scores = batch[:5]
     has = ~np.isnan(scores)
     for split in np.unique(splits[has]).tolist():
         at = has & (splits == split)
@@ -441,7 +447,9 @@ class SolveThresholds(beam.PTransform):
 
 
 class SampleExamplesDoFn(beam.DoFn):
-    """Scored batch + plans -> (split, raw + weight feature) for kept examples; per-batch report stats."""
+    """Scored batch + plans -> (split, raw + weight feature) for kept examples; per-batch report stats and
+    the rows the served model's quality is measured on: ((split, full|curated), (predictions, labels,
+    versions, weights or None)), combined by `MeasureServedQuality`."""
 
     def __init__(self, options: CurationOptions):
         self._options = options
@@ -450,7 +458,7 @@ class SampleExamplesDoFn(beam.DoFn):
 
     def process(self, batch, plans):
         o = self._options
-        splits, ids, raws, labels, scores = batch
+        splits, ids, raws, labels, scores, preds, versions = batch
         for split in np.unique(splits).tolist():
             at = np.flatnonzero(splits == split)
             split_ids = [ids[i] for i in at]
@@ -466,6 +474,66 @@ class SampleExamplesDoFn(beam.DoFn):
                 STATS,
                 (split, SplitStats.from_batch(scores[at], labels[at], p, keep, weight, split_plan.rate)),
             )
+            split_versions = [versions[i] for i in at]
+            yield beam.pvalue.TaggedOutput(
+                QUALITY, ((split, QUALITY_FULL), (preds[at], labels[at], split_versions, None))
+            )
+            if kept.size:
+                kept_at = at[kept]
+                yield beam.pvalue.TaggedOutput(
+                    QUALITY,
+                    (
+                        (split, QUALITY_CURATED),
+                        (
+                            preds[kept_at],
+                            labels[kept_at],
+                            [split_versions[j] for j in kept.tolist()],
+                            weight[kept],
+                        ),
+                    ),
+                )
+
+
+class ServedQualityFn(beam.CombineFn):
+    """(predictions, labels, versions, weights or None) of one key -> a `quality.QualityStats`.
+
+    Rows are added straight into the accumulator (no per-batch object); accumulators merge exactly, in any
+    order (quality.py), so combiner lifting and any partitioning give the same figures.
+    """
+
+    def __init__(self, task: str, weighted: bool):
+        self._task = task
+        self._weighted = weighted
+
+    def create_accumulator(self) -> quality.QualityStats:
+        return quality.QualityStats(self._task, self._weighted)
+
+    def add_input(self, acc: quality.QualityStats, rows: tuple) -> quality.QualityStats:
+        preds, labels, versions, weights = rows
+        return acc.add(preds, labels, versions, weights)
+
+    def merge_accumulators(self, accs) -> quality.QualityStats:
+        return quality.QualityStats.merge(list(accs), self._task, self._weighted)
+
+    def extract_output(self, acc: quality.QualityStats) -> quality.QualityStats:
+        return acc
+
+
+class MeasureServedQuality(beam.PTransform):
+    """((split, full|curated), rows) -> ((split, full|curated), QualityStats): the served model's quality on
+    every joined example, and on the curated sample with its weights."""
+
+    def __init__(self, task: str):
+        super().__init__()
+        self._task = task
+
+    def expand(self, rows):
+        full = rows | "Full" >> beam.Filter(lambda kv: kv[0][1] == QUALITY_FULL)
+        curated = rows | "Curated" >> beam.Filter(lambda kv: kv[0][1] == QUALITY_CURATED)
+        return (
+            full | "CombineFull" >> beam.CombinePerKey(ServedQualityFn(self._task, False)),
+            curated | "CombineCurated" >> beam.CombinePerKey(ServedQualityFn(self._task, True)),
+        ) | "FlattenQuality" >> beam.Flatten()
 
 
 class _MergeStatsFn(beam.CombineFn):
@@ -530,7 +598,8 @@ def curate(
     """Build the curation job for splits `example_patterns` (index = split index). Returns a dict of PCollections:
     raw_batches (lists of serialized examples, one PCollection per split), curated (one PCollection of serialized
     examples per split), corrupt_files (split, path, records read, error), rejects (split, source, reason, raw),
-    stats (split, SplitStats), counts (split, (n, n_scored, n_positive)), events ((split, name), n), plans."""
+    stats (split, SplitStats), quality ((split, full|curated), QualityStats), counts (split, (n, n_scored,
+    n_positive)), events ((split, name), n), plans."""
     options, _ = resolve_record_format(options, record_pattern)
     keyed, rejects, raws, read_counts, corrupt = [], [], [], [], []
     skip = options.skip_corrupt_files
@@ -576,8 +645,9 @@ def curate(
     plans, counts = batches | "SolveThresholds" >> SolveThresholds(options, len(example_patterns))
     sampled = batches | "SampleExamples" >> beam.ParDo(
         SampleExamplesDoFn(options), beam.pvalue.AsSingleton(plans)
-    ).with_outputs(STATS, main="curated")
+    ).with_outputs(STATS, QUALITY, main="curated")
     stats = sampled[STATS] | "MergeStats" >> beam.CombinePerKey(_MergeStatsFn())
+    served_quality = sampled[QUALITY] | "MeasureServedQuality" >> MeasureServedQuality(options.task)
     records_read = (
         records
         | "CountRecords" >> beam.combiners.Count.Globally()
@@ -596,6 +666,7 @@ def curate(
         "curated": [part | f"CuratedValues[{i}]" >> beam.Values() for i, part in enumerate(curated)],
         "rejects": all_rejects,
         "stats": stats,
+        "quality": served_quality,
         "counts": counts,
         "events": events,
         "plans": plans,
