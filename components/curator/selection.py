@@ -31,16 +31,38 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 SIGNALS = ("loss", "grad_norm", "uniform")
-STRATEGIES = ("loss", "grad_norm", "uniform", "negative_downsampling", "top_k", "full")
+STRATEGIES = (
+    "loss",
+    "grad_norm",
+    "uniform",
+    "negative_downsampling",
+    "top_k",
+    "full",
+    "stratified_loss",
+    "stratified_grad_norm",
+)
 TASKS = ("binary", "regression")
 # Strategies whose probabilities come from water-filling an importance signal.
 IMPORTANCE_STRATEGIES = ("loss", "grad_norm")
+# Label-aware water-filling (``stratified_thresholds``): positives first, then the signal within the negatives.
+STRATIFIED_STRATEGIES = ("stratified_loss", "stratified_grad_norm")
+
+
+def strategy_signal(strategy: str) -> str:
+    """The signal a strategy water-fills (``stratified_loss`` -> ``loss``); ``loss`` for the others (top_k,
+    and the report's score column for the baselines)."""
+    if strategy in IMPORTANCE_STRATEGIES:
+        return strategy
+    if strategy in STRATIFIED_STRATEGIES:
+        return strategy[len("stratified_") :]
+    return "loss"
+
 
 _MASK64 = (1 << 64) - 1
 
@@ -463,6 +485,58 @@ def defensive_mix(p: np.ndarray, rate: float, a: float) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Label-aware water-filling
+# ----------------------------------------------------------------------------------------------------------
+
+ClassThreshold = tuple[float, float]  # (lam, rate): p = (1 - mix) * clip(s / lam, p_min, 1) + mix * rate
+
+
+def stratified_thresholds(
+    n_negative: int,
+    n_positive: int,
+    budget: float,
+    p_min: float,
+    solve_negatives: Callable[[float], float],
+    solve_all: Callable[[float], float],
+) -> tuple[ClassThreshold, ClassThreshold]:
+    """``((lam, rate) of the negatives, (lam, rate) of the positives)`` for a label-aware selection.
+
+    Objective: minimise ``V = sum_i s_i^2 (1/p_i - 1)`` (the variance of the Horvitz-Thompson estimate of the
+    total loss under Poisson sampling) subject to ``sum_i p_i = budget``, ``p_min <= p_i <= 1`` and the floor
+    ``p_i = 1`` for every positive, whenever that floor is feasible (``n_positive < budget`` and the negatives'
+    share ``q = (budget - n_positive) / n_negative >= p_min``). Its solution: positives ``lam = 0`` (p = 1),
+    negatives water-filled on their own (``solve_negatives(budget - n_positive)``, their own water level). The
+    defensive mixture then mixes within each class at that class's rate (negatives ``q``, positives 1), so the
+    positives stay at p = 1 and the class budgets are kept. When the floor is not feasible (more positives than
+    budget, one class absent), the floor is dropped: one joint water level ``solve_all(budget)`` (plain
+    importance sampling; negative down-sampling falls back to uniform there), mixed at ``budget / n``.
+
+    ``solve_*(b)`` return the water-filling ``lam`` of that class (or of all) for a budget count ``b``: exact
+    arrays in window mode, ``ScoreSummary.solve_lambda`` in global mode, so both modes share this rule.
+    """
+    n = n_negative + n_positive
+    spare = budget - n_positive
+    if n_positive and n_negative and spare > 0 and spare >= p_min * n_negative:
+        q = min(spare / n_negative, 1.0)
+        return (float(solve_negatives(min(spare, float(n_negative)))), q), (0.0, 1.0)
+    rate = budget / n if n else 0.0
+    lam = float(solve_all(budget)) if n else 0.0
+    return (lam, rate), (lam, rate)
+
+
+def class_probabilities(scores, positive, thresholds, p_min: float, mix: float) -> np.ndarray:
+    """p of each score from its class's ``(lam, rate)`` (``stratified_thresholds``; ``thresholds`` may also be
+    per-element arrays ``(lam_negative, rate_negative, lam_positive, rate_positive)`` for windows)."""
+    (lam_n, rate_n), (lam_p, rate_p) = thresholds
+    pos = np.asarray(positive, dtype=bool)
+    lam = np.where(pos, lam_p, lam_n)
+    p = probabilities_from_lambda(scores, lam, p_min)
+    if mix > 0.0:
+        p = (1.0 - mix) * p + mix * np.where(pos, rate_p, rate_n)
+    return p
+
+
+# ----------------------------------------------------------------------------------------------------------
 # 3. Deterministic hashing and Poisson sampling
 # ----------------------------------------------------------------------------------------------------------
 
@@ -827,7 +901,7 @@ def strategy_probabilities(
         "weighted": True,
         "notes": [],
     }
-    if mix > 0.0 and strategy not in IMPORTANCE_STRATEGIES:
+    if mix > 0.0 and strategy not in IMPORTANCE_STRATEGIES + STRATIFIED_STRATEGIES:
         info["notes"].append(f"mix={mix:g} ignored: it applies to importance strategies only")
 
     if strategy in IMPORTANCE_STRATEGIES:
@@ -839,6 +913,8 @@ def strategy_probabilities(
         info["notes"].append(result.note)
         if mix > 0.0 and mix * rate > 0.0:
             info["notes"].append(f"defensive mixture a={mix:g}: weights <= {1.0 / (mix * rate):g}")
+    elif strategy in STRATIFIED_STRATEGIES:
+        p = _stratified(s, labels, budget, p_min, mix, info)
     elif strategy == "uniform":
         p = _uniform(n, rate, p_min, info)
     elif strategy == "negative_downsampling":
@@ -868,22 +944,55 @@ def _uniform(n: int, rate: float, p_min: float, info: dict) -> np.ndarray:
     return np.full(n, rate)
 
 
-def _negative_downsampling(s, labels, budget: float, rate: float, p_min: float, info: dict) -> np.ndarray:
+def _binary_labels(labels, n: int, strategy: str) -> np.ndarray:
+    """The positive mask of binary labels in {0, 1}; ValueError otherwise."""
     if labels is None:
-        raise ValueError("negative_downsampling needs labels")
+        raise ValueError(f"{strategy} needs labels")
     y = _as_1d_float("labels", labels)
-    if y.size != s.size:
-        raise ValueError(f"labels and scores must have the same length, got {y.size} and {s.size}")
+    if y.size != n:
+        raise ValueError(f"labels and scores must have the same length, got {y.size} and {n}")
     if not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError("negative_downsampling needs binary labels in {0, 1}")
-    positive = y == 1.0
+        raise ValueError(f"{strategy} needs binary labels in {{0, 1}}")
+    return y == 1.0
+
+
+def _stratified(s, labels, budget: float, p_min: float, mix: float, info: dict) -> np.ndarray:
+    positive = _binary_labels(labels, s.size, info["strategy"])
+    neg = s[~positive]
+    thresholds = stratified_thresholds(
+        neg.size,
+        s.size - neg.size,
+        budget,
+        p_min,
+        lambda b: water_fill(np.sort(neg), b, p_min).lam,
+        lambda b: water_fill(np.sort(s), b, p_min).lam,
+    )
+    p = class_probabilities(s, positive, thresholds, p_min, mix)
+    floor = thresholds[1][0] == 0.0 and thresholds[0] != thresholds[1]
+    info.update(
+        n_positive=int(positive.sum()),
+        positives_kept=bool(floor),
+        class_thresholds=thresholds,
+        n_saturated=int(np.count_nonzero(p >= 1.0)),
+        floor_bound=thresholds[0][0] == math.inf,
+    )
+    info["notes"].append(
+        f"positives p = 1, negatives water-filled at rate {thresholds[0][1]:g}"
+        if floor
+        else "positives cannot all be kept: one water level for both classes"
+    )
+    return p
+
+
+def _negative_downsampling(s, labels, budget: float, rate: float, p_min: float, info: dict) -> np.ndarray:
+    positive = _binary_labels(labels, s.size, "negative_downsampling")
     n_pos = int(positive.sum())
-    n_neg = y.size - n_pos
+    n_neg = s.size - n_pos
     info["n_positive"] = n_pos
     if n_pos == 0 or n_neg == 0:
         info["possible"] = False
         info["notes"].append(f"only one class present ({n_pos} positives, {n_neg} negatives): uniform")
-        return _uniform(y.size, rate, p_min, info)
+        return _uniform(s.size, rate, p_min, info)
     q = (budget - n_pos) / n_neg
     if q <= 0.0 or q < p_min:
         info["possible"] = False
@@ -891,7 +1000,7 @@ def _negative_downsampling(s, labels, budget: float, rate: float, p_min: float, 
             f"not possible: {n_pos} positives at p = 1 leave negatives the rate {max(q, 0.0):g} "
             f"(needs > 0 and >= p_min={p_min:g}) for budget {budget:g}: fell back to uniform"
         )
-        return _uniform(y.size, rate, p_min, info)
+        return _uniform(s.size, rate, p_min, info)
     info["possible"] = True
     info["negative_rate"] = q
     info["n_saturated"] = n_pos + (n_neg if q >= 1.0 else 0)
