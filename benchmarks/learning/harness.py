@@ -107,6 +107,10 @@ FOCUSED = (
 )
 
 
+# Label-aware water-filling (issue 14), run beside FOCUSED.
+STRATIFIED = ("stratified_loss", "stratified_grad_norm")
+
+
 def default_arm_matches_options() -> bool:
     d, a = CurationOptions(), ARM_BY_NAME[DEFAULT_ARM]
     return (d.strategy, d.mode, d.mix, d.hidden_norm_key is not None) == (

@@ -968,7 +968,7 @@ def _stratified(s, labels, budget: float, p_min: float, mix: float, info: dict) 
         lambda b: water_fill(np.sort(s), b, p_min).lam,
     )
     p = class_probabilities(s, positive, thresholds, p_min, mix)
-    floor = thresholds[1][0] == 0.0 and thresholds[0] != thresholds[1]
+    floor = thresholds[1] == (0.0, 1.0)
     info.update(
         n_positive=int(positive.sum()),
         positives_kept=bool(floor),
