@@ -56,6 +56,15 @@ def test_variance_lies_between_importance_sampling_and_negative_downsampling(
     assert abs(p.sum() - budget) <= 1e-9 * (n + 10)
 
 
+def test_variance_is_not_below_the_defensive_mixture_of_loss_is():
+    """What does NOT hold: at the same mix, forcing positives to p = 1 costs variance of the total loss against
+    the defensive loss IS (it is a constrained optimum); the stratified strategy trades it for the positives."""
+    _, s, y = _data(1, 2000, 0.1)
+    v_st, *_ = _variance("stratified_loss", s, y, 400.0, mix=0.1)
+    v_def, *_ = _variance("loss", s, y, 400.0, mix=0.1)
+    assert v_st > v_def
+
+
 @SETTINGS
 @given(positive_rate=st.floats(0.01, 0.5), mix=st.sampled_from([0.0, 0.1]), **DRAWS)
 def test_every_positive_is_kept_when_the_budget_allows(seed, n, positive_rate, frac, mix):

@@ -21,6 +21,8 @@ STRATEGIES = (
     "stratified_grad_norm",
 )
 LABEL_AWARE_STRATEGIES = ("negative_downsampling", "stratified_loss", "stratified_grad_norm")
+# Strategies that read the forward records' scores (the others select on labels or at random).
+STRATEGIES_WITH_SCORES = ("loss", "grad_norm", "top_k", "stratified_loss", "stratified_grad_norm")
 MODES = ("window", "global")
 MISSING_RECORD_POLICIES = ("uniform", "drop", "keep")
 DUPLICATE_POLICIES = ("latest", "mean", "max")

@@ -19,11 +19,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from tfx_curator.components.curator import options as options_lib
 from tfx_curator.components.curator import selection
 from tfx_curator.components.curator.options import CurationOptions
 
 WINDOW_SALT = 0x5BD1E9955BD1E995  # decorrelates window membership from the sampling hash
-STRATEGIES_WITH_SCORES = ("loss", "grad_norm", "top_k", *selection.STRATIFIED_STRATEGIES)
+STRATEGIES_WITH_SCORES = options_lib.STRATEGIES_WITH_SCORES
 # Water-filled strategies: thresholds per window (or one global), and the defensive mixture applies.
 WATER_FILLED = selection.IMPORTANCE_STRATEGIES + selection.STRATIFIED_STRATEGIES
 

@@ -11,6 +11,21 @@ The method is GUIDE.md section 1 (Dong et al. 2021, "One Backward from Ten Forwa
 5. ``ScoreSummary``: a mergeable summary from which the global ``lam`` is solved (exact global mode);
    ``probabilities_from_lambda`` then gives each element's ``p`` from that ``lam`` alone.
 
+6. ``stratified_thresholds``: label-aware water-filling (strategies ``stratified_loss`` and
+   ``stratified_grad_norm``). Objective: minimise ``V = sum_i s_i^2 (1/p_i - 1)`` subject to
+   ``sum_i p_i = B``, ``p_min <= p_i <= 1`` **and** ``p_i = 1`` for every positive whenever that is feasible
+   (``n_pos < B`` and the negatives' share ``q = (B - n_pos) / n_neg >= p_min``). Without that floor the
+   optimum is one global water level for both classes (per-class levels ``lam_c`` with budgets ``B_c``
+   summing to ``B`` are optimal only when the marginal variance reductions ``s^2 / p^2 = lam_c^2`` are equal,
+   i.e. ``lam_c = lam``: the unstratified solution), so stratifying the variance of the total loss alone buys
+   nothing; what it buys is the floor: positives at ``p = 1`` (what negative down-sampling gets right), and
+   loss- or gradient-proportional probabilities within the negatives (what it cannot do). The defensive
+   mixture mixes within each class at that class's rate. Exact property (tests/test_stratified.py):
+   ``V(loss IS) <= V(stratified, any mix) <= V(negative down-sampling)`` at equal budget; it is **not** below
+   the *defensive* loss IS at the same mix in general (IS is the unconstrained minimum only at mix 0). When the
+   floor is infeasible (more positives than budget, one class absent) the floor is dropped: one joint level,
+   i.e. the (defensive) loss IS solution, where negative down-sampling falls back to uniform.
+
 Budgets are counts (expected number of kept examples, a float); ``budget_count`` turns a user's budget
 (a rate in [0, 1] or an integer count) into one.
 
