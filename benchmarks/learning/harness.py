@@ -89,6 +89,7 @@ ARMS: tuple[Arm, ...] = (
     # issue 14: label-aware water-filling, with the product's default mix 0.1 (mixed within each class)
     Arm("stratified_loss", "stratified_loss", "window", 0.1),
     Arm("stratified_grad_norm", "stratified_grad_norm", "window", 0.1),
+    Arm("balanced_loss", "balanced_loss", "window", 0.1),
 )
 ARM_BY_NAME = {a.name: a for a in (FULL, *ARMS)}
 DEFENSIVE = tuple(a.name for a in ARMS if a.name.startswith("defensive_"))
@@ -108,7 +109,7 @@ FOCUSED = (
 
 
 # Label-aware water-filling (issue 14), run beside FOCUSED.
-STRATIFIED = ("stratified_loss", "stratified_grad_norm")
+STRATIFIED = ("stratified_loss", "stratified_grad_norm", "balanced_loss")
 
 
 def default_arm_matches_options() -> bool:

@@ -19,10 +19,18 @@ STRATEGIES = (
     "full",
     "stratified_loss",
     "stratified_grad_norm",
+    "balanced_loss",
+    "balanced_grad_norm",
 )
-LABEL_AWARE_STRATEGIES = ("negative_downsampling", "stratified_loss", "stratified_grad_norm")
+LABEL_AWARE_STRATEGIES = (
+    "negative_downsampling",
+    "stratified_loss",
+    "stratified_grad_norm",
+    "balanced_loss",
+    "balanced_grad_norm",
+)
 # Strategies that read the forward records' scores (the others select on labels or at random).
-STRATEGIES_WITH_SCORES = ("loss", "grad_norm", "top_k", "stratified_loss", "stratified_grad_norm")
+STRATEGIES_WITH_SCORES = ("loss", "grad_norm", "top_k", *LABEL_AWARE_STRATEGIES[1:])
 MODES = ("window", "global")
 MISSING_RECORD_POLICIES = ("uniform", "drop", "keep")
 DUPLICATE_POLICIES = ("latest", "mean", "max")
@@ -39,7 +47,9 @@ class CurationOptions:
         negative_downsampling (positives kept, negatives sampled), top_k (deterministic, unweighted, biased),
         full (everything, weight 1), stratified_loss / stratified_grad_norm (label-aware water-filling: every
         positive kept with p = 1 when the budget allows, the negatives water-filled on the signal with the rest;
-        one joint water level otherwise; binary tasks only).
+        one joint water level otherwise; binary tasks only), balanced_loss / balanced_grad_norm (water-filling on
+        the class-normalised signal s / N_class: the minimum-variance estimate of the class-balanced loss; a rare
+        class is kept far more often, in proportion to its loss; binary tasks only).
     mode: window (the paper's mini-batch approximation: water-filling within random mini-batches of about
         `window_size` examples, chosen by a hash of (seed, id)) or global (exact two-pass: a mergeable score summary
         solves one threshold for the whole split).

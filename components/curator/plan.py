@@ -91,14 +91,24 @@ def class_key(window, positive):
 
 
 def window_class_thresholds(
-    scores: np.ndarray, positive: np.ndarray, rate: float, p_min: float
+    scores: np.ndarray, positive: np.ndarray, rate: float, p_min: float, balanced: bool = False
 ) -> tuple[selection.ClassThreshold, selection.ClassThreshold]:
-    """(negatives, positives) thresholds of one window of a stratified strategy, budget rate * window size.
+    """(negatives, positives) thresholds of one window of a stratified (or `balanced`) strategy, budget rate *
+    window size.
 
     Each class's scores are sorted before solving, as in `window_lambda`, so the result does not depend on the
     order a runner hands them over in.
     """
     positive = np.asarray(positive, dtype=bool)
+    n_neg = int(np.count_nonzero(~positive))
+    if balanced:
+        scaled = np.sort(selection.class_scaled(scores, positive))
+        return selection.balanced_thresholds(
+            n_neg,
+            scores.size - n_neg,
+            rate,
+            lambda: selection.water_fill(scaled, rate * scaled.size, p_min).lam,
+        )
     neg, every = np.sort(scores[~positive]), np.sort(scores)
     return selection.stratified_thresholds(
         neg.size,
@@ -111,9 +121,26 @@ def window_class_thresholds(
 
 
 def global_class_thresholds(
-    negatives: selection.ScoreSummary, positives: selection.ScoreSummary, rate: float, p_min: float
+    negatives: selection.ScoreSummary,
+    positives: selection.ScoreSummary,
+    rate: float,
+    p_min: float,
+    balanced: bool = False,
 ) -> tuple[selection.ClassThreshold, selection.ClassThreshold]:
     """(negatives, positives) thresholds of a whole split from one score summary per class (exact, mergeable)."""
+    if balanced:
+        n_neg, n_pos = negatives.n, positives.n
+        return selection.balanced_thresholds(
+            n_neg,
+            n_pos,
+            rate,
+            lambda: selection.solve_scaled_lambda(
+                [negatives, positives],
+                [1.0 / max(n_neg, 1), 1.0 / max(n_pos, 1)],
+                rate * (n_neg + n_pos),
+                p_min,
+            ),
+        )
     return selection.stratified_thresholds(
         negatives.n,
         positives.n,
@@ -122,6 +149,11 @@ def global_class_thresholds(
         lambda b: negatives.solve_lambda(b, p_min),
         lambda b: selection.ScoreSummary.merge([negatives, positives]).solve_lambda(b, p_min),
     )
+
+
+def is_balanced(options: CurationOptions) -> bool:
+    """The class-balanced variant (selection.balanced_thresholds) rather than positives first."""
+    return options.strategy.startswith("balanced_")
 
 
 def thresholds_by_key(window: int, thresholds) -> dict[int, tuple[float, float]]:
@@ -293,7 +325,9 @@ def reference_selection(
         s, positive = scores[has], labels[has] == 1.0
         if options.mode == "global":
             summaries = [selection.ScoreSummary().add(s[positive == c]) for c in (False, True)]
-            classes = thresholds_by_key(0, global_class_thresholds(*summaries, rate, options.p_min))
+            classes = thresholds_by_key(
+                0, global_class_thresholds(*summaries, rate, options.p_min, is_balanced(options))
+            )
         else:
             windows = n_windows(counts.n_scored, options.window_size)
             w = window_index(scored_ids, options.seed, windows) if windows > 1 else np.zeros(s.size, int)
@@ -301,7 +335,12 @@ def reference_selection(
             for k in np.unique(w):
                 at = w == k
                 classes.update(
-                    thresholds_by_key(k, window_class_thresholds(s[at], positive[at], rate, options.p_min))
+                    thresholds_by_key(
+                        k,
+                        window_class_thresholds(
+                            s[at], positive[at], rate, options.p_min, is_balanced(options)
+                        ),
+                    )
                 )
     elif options.strategy in selection.IMPORTANCE_STRATEGIES:
         if options.mode == "global":

@@ -61,12 +61,15 @@ STRATEGIES = (
     "full",
     "stratified_loss",
     "stratified_grad_norm",
+    "balanced_loss",
+    "balanced_grad_norm",
 )
 TASKS = ("binary", "regression")
 # Strategies whose probabilities come from water-filling an importance signal.
 IMPORTANCE_STRATEGIES = ("loss", "grad_norm")
-# Label-aware water-filling (``stratified_thresholds``): positives first, then the signal within the negatives.
-STRATIFIED_STRATEGIES = ("stratified_loss", "stratified_grad_norm")
+# Label-aware water-filling, thresholds per class: ``stratified_*`` (``stratified_thresholds``: positives first,
+# then the signal within the negatives) and ``balanced_*`` (``balanced_thresholds``: class-normalised variance).
+STRATIFIED_STRATEGIES = ("stratified_loss", "stratified_grad_norm", "balanced_loss", "balanced_grad_norm")
 
 
 def strategy_signal(strategy: str) -> str:
@@ -75,7 +78,7 @@ def strategy_signal(strategy: str) -> str:
     if strategy in IMPORTANCE_STRATEGIES:
         return strategy
     if strategy in STRATIFIED_STRATEGIES:
-        return strategy[len("stratified_") :]
+        return strategy.split("_", 1)[1]
     return "loss"
 
 
@@ -539,6 +542,34 @@ def stratified_thresholds(
     return (lam, rate), (lam, rate)
 
 
+def balanced_thresholds(
+    n_negative: int, n_positive: int, rate: float, solve_scaled: Callable[[], float]
+) -> tuple[ClassThreshold, ClassThreshold]:
+    """Thresholds of the class-balanced variant (``balanced_*`` strategies), same shape as
+    ``stratified_thresholds``.
+
+    Objective: minimise the variance of the HT estimate of the class-balanced loss ``sum_c L_c / N_c`` (each
+    class's mean loss), ``sum_c (1 / N_c^2) sum_{i in c} s_i^2 (1/p_i - 1)``, subject to ``sum_i p_i = B`` and
+    ``p_min <= p_i <= 1``. It is plain water-filling on the class-normalised scores ``s_i / N_c``: one level
+    ``lam`` (``solve_scaled()``, the water level of those scores for the budget), i.e. the class level
+    ``lam_c = lam * N_c`` on the raw scores. A rare class gets a level ``N_neg / N_pos`` times lower: its
+    examples are kept far more often, in proportion to their own loss, without a hard floor. The mixture uses
+    the split's (window's) rate for both classes.
+    """
+    lam = float(solve_scaled()) if n_negative + n_positive else 0.0
+
+    def level(n_c: int) -> float:
+        return lam * n_c if 0.0 < lam < math.inf else lam
+
+    return (level(n_negative), rate), (level(n_positive), rate)
+
+
+def class_scaled(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """``s_i / N_c`` of each score (N_c: the size of its class in this array)."""
+    n_pos = int(np.count_nonzero(positive))
+    return np.where(positive, scores / max(n_pos, 1), scores / max(scores.size - n_pos, 1))
+
+
 def class_probabilities(scores, positive, thresholds, p_min: float, mix: float) -> np.ndarray:
     """p of each score from its class's ``(lam, rate)`` (``stratified_thresholds``; ``thresholds`` may also be
     per-element arrays ``(lam_negative, rate_negative, lam_positive, rate_positive)`` for windows)."""
@@ -853,6 +884,32 @@ class ScoreSummary:
         return lam
 
 
+def solve_scaled_lambda(
+    summaries: Sequence[ScoreSummary], scales: Sequence[float], budget: float, p_min: float = 0.0
+) -> float:
+    """``lam`` with ``sum_c sum_{i in c} clip(scale_c * s_i / lam, p_min, 1) == budget`` from one summary per
+    class (the class-balanced variant's global mode: ``scale_c = 1 / N_c``); semantics of ``solve_lambda``."""
+    p_min = _check_unit("p_min", p_min)
+    budget = _check_budget(budget)
+    n = sum(s.n for s in summaries)
+    n_zero = sum(s.n_zero for s in summaries)
+    lam = _degenerate_lambda(n, n - n_zero, budget, p_min)
+    if lam is not None:
+        return lam
+    values = [np.zeros(1)] if n_zero else []
+    counts = [np.array([n_zero], dtype=np.int64)] if n_zero else []
+    for summary, scale in zip(summaries, scales):
+        if summary.n_bins:
+            values.append(summary.sums / summary.counts * scale)
+            counts.append(summary.counts)
+    values, counts = np.concatenate(values), np.concatenate(counts)
+    order = np.argsort(values, kind="stable")
+    lam = _solve_sorted(values[order], counts[order], budget, p_min)
+    used = float(np.dot(counts, probabilities_from_lambda(values, lam, p_min)))
+    _check_lambda_range(lam, used, budget)
+    return lam
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Strategies (importance sampling and baselines) behind one interface
 # ----------------------------------------------------------------------------------------------------------
@@ -974,14 +1031,23 @@ def _binary_labels(labels, n: int, strategy: str) -> np.ndarray:
 def _stratified(s, labels, budget: float, p_min: float, mix: float, info: dict) -> np.ndarray:
     positive = _binary_labels(labels, s.size, info["strategy"])
     neg = s[~positive]
-    thresholds = stratified_thresholds(
-        neg.size,
-        s.size - neg.size,
-        budget,
-        p_min,
-        lambda b: water_fill(np.sort(neg), b, p_min).lam,
-        lambda b: water_fill(np.sort(s), b, p_min).lam,
-    )
+    if info["strategy"].startswith("balanced_"):
+        scaled = np.sort(class_scaled(s, positive))
+        thresholds = balanced_thresholds(
+            neg.size,
+            s.size - neg.size,
+            budget / s.size if s.size else 0.0,
+            lambda: water_fill(scaled, budget, p_min).lam,
+        )
+    else:
+        thresholds = stratified_thresholds(
+            neg.size,
+            s.size - neg.size,
+            budget,
+            p_min,
+            lambda b: water_fill(np.sort(neg), b, p_min).lam,
+            lambda b: water_fill(np.sort(s), b, p_min).lam,
+        )
     p = class_probabilities(s, positive, thresholds, p_min, mix)
     floor = thresholds[1] == (0.0, 1.0)
     info.update(

@@ -369,7 +369,9 @@ def _window_lambda(element, options: CurationOptions, counts: dict):
 def _window_class_thresholds(element, options: CurationOptions, counts: dict):
     (split, k), columns = element
     rate = _rate(options, _counts(counts, split))
-    thresholds = plan.window_class_thresholds(columns[0], columns[1] == 1.0, rate, options.p_min)
+    thresholds = plan.window_class_thresholds(
+        columns[0], columns[1] == 1.0, rate, options.p_min, plan.is_balanced(options)
+    )
     return split, plan.thresholds_by_key(k, thresholds)
 
 
@@ -404,7 +406,7 @@ def _make_plans(
             if (split, 0) in summaries or (split, 1) in summaries:
                 negatives, positives = (summaries.get((split, k), selection.ScoreSummary()) for k in (0, 1))
                 thresholds = plan.global_class_thresholds(
-                    negatives, positives, _rate(options, c), options.p_min
+                    negatives, positives, _rate(options, c), options.p_min, plan.is_balanced(options)
                 )
                 split_lams = plan.thresholds_by_key(0, thresholds)
             plans[split] = plan.make_plan(options, c, None, None, split_lams)
