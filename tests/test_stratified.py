@@ -93,18 +93,19 @@ def test_plan_meets_the_budget_and_keeps_positives(mode, strategy, budget):
     p = plan.plan_probabilities(split_plan, ids, s, y, options.seed)
     tol = 1e-9 if mode == "window" else 2 * sel.ScoreSummary().relative_bin_width
     assert p.sum() == pytest.approx(budget * len(ids), rel=tol)
-    if budget > 0.1:  # 5% positives: every window can keep them all
+    if budget > 0.1 and strategy.startswith("stratified_"):  # 5% positives: every window can keep them all
         assert (p[(y == 1) & ~np.isnan(s)] == 1.0).all()
 
 
+@pytest.mark.parametrize("strategy", ["stratified_loss", "balanced_loss"])
 @pytest.mark.parametrize("mode", ["window", "global"])
 @pytest.mark.parametrize("budget", [0.03, 0.1])
-def test_weighted_loss_total_is_unbiased_over_seeds(mode, budget):
+def test_weighted_loss_total_is_unbiased_over_seeds(strategy, mode, budget):
     """E[sum_kept w s] = sum s, checked by Monte Carlo over the hash seed with the job's own functions."""
     ids, s, y = _data(5, 3000, 0.04)
     estimates = []
     for seed in range(300):
-        options = CurationOptions(strategy="stratified_loss", mode=mode, budget=budget, seed=seed)
+        options = CurationOptions(strategy=strategy, mode=mode, budget=budget, seed=seed)
         keep, weight, split_plan = plan.reference_selection(options, ids, s, y)
         p = plan.plan_probabilities(split_plan, ids, s, y, seed)
         assert (p[s > 0] > 0).all()  # no positive score left unseen: HT is unbiased
@@ -114,16 +115,17 @@ def test_weighted_loss_total_is_unbiased_over_seeds(mode, budget):
     assert abs(estimates.mean() - s.sum()) <= Z * se
 
 
-def test_thresholds_do_not_depend_on_order_or_partitioning():
+@pytest.mark.parametrize("balanced", [False, True])
+def test_thresholds_do_not_depend_on_order_or_partitioning(balanced):
     rng = np.random.default_rng(7)
     s = rng.gamma(0.5, 1.0, 5000)
     positive = rng.random(s.size) < 0.04
-    window = plan.window_class_thresholds(s, positive, 0.1, 0.001)
+    window = plan.window_class_thresholds(s, positive, 0.1, 0.001, balanced)
     summaries = [sel.ScoreSummary().add(s[positive == c]) for c in (False, True)]
-    whole = plan.global_class_thresholds(*summaries, 0.1, 0.0)
+    whole = plan.global_class_thresholds(*summaries, 0.1, 0.0, balanced)
     for _ in range(5):
         order = rng.permutation(s.size)
-        assert plan.window_class_thresholds(s[order], positive[order], 0.1, 0.001) == window  # bit for bit
+        assert plan.window_class_thresholds(s[order], positive[order], 0.1, 0.001, balanced) == window
         parts = np.array_split(order, 7)
         merged = [
             sel.ScoreSummary.merge(
@@ -134,7 +136,7 @@ def test_thresholds_do_not_depend_on_order_or_partitioning():
             )
             for c in (False, True)
         ]
-        assert plan.global_class_thresholds(*merged, 0.1, 0.0) == whole
+        assert plan.global_class_thresholds(*merged, 0.1, 0.0, balanced) == whole
 
 
 def test_stratified_strategies_need_a_binary_task():
@@ -148,3 +150,26 @@ def test_signal_of_each_strategy():
     assert sel.strategy_signal("stratified_loss") == "loss"
     assert sel.strategy_signal("stratified_grad_norm") == "grad_norm"
     assert sel.strategy_signal("negative_downsampling") == "loss"
+
+
+def _balanced_variance(s, y, p):
+    """Variance of the HT estimate of the class-balanced loss sum_c L_c / N_c."""
+    n_c = np.where(y == 1, max(int(y.sum()), 1), max(int((y == 0).sum()), 1))
+    return sel.expected_squared_error(s / n_c, p)
+
+
+@SETTINGS
+@given(positive_rate=st.floats(0.0, 0.6), p_min=st.sampled_from([0.0, 0.02]), **DRAWS)
+def test_balanced_variant_minimises_the_class_balanced_variance(positive_rate, p_min, seed, n, frac):
+    """balanced_loss (mix 0) has the lowest variance of the class-balanced loss estimate of every strategy at
+    the same budget (it is that objective's water-filling solution), and meets the budget."""
+    _, s, y = _data(seed, n, positive_rate)
+    budget = frac * n
+    p, info = sel.strategy_probabilities("balanced_loss", s, y, budget, p_min=p_min)
+    if info["floor_bound"] or budget <= n * p_min:
+        return
+    assert abs(p.sum() - budget) <= 1e-9 * (n + 10)
+    v = _balanced_variance(s, y, p)
+    for other in ("loss", "stratified_loss", "negative_downsampling", "uniform"):
+        q, _ = sel.strategy_probabilities(other, s, y, budget, p_min=p_min)
+        assert v <= _balanced_variance(s, y, q) * (1 + 1e-9) + 1e-12, other

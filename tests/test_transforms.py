@@ -66,6 +66,8 @@ CASES = [
     dict(strategy="stratified_loss", mode="global", mix=0.3, max_weight=8.0, budget=400),
     dict(strategy="stratified_loss", mode="window", window_size=250),  # fewer slots than positives: joint
     dict(strategy="stratified_loss", mode="global", budget=0.02),
+    dict(strategy="balanced_loss", mode="window", window_size=250, p_min=0.01),
+    dict(strategy="balanced_grad_norm", mode="global", mix=0.0, missing_record_policy="drop", budget=0.3),
 ]
 
 
