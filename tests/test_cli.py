@@ -125,6 +125,8 @@ def test_console_script_help_lists_every_option():
     assert proc.returncode == 0, proc.stderr
     for name in FIELDS:
         assert cli.flag_names(name)[0] in proc.stdout
+    for strategy in ("stratified_loss", "stratified_grad_norm", "negative_downsampling"):
+        assert strategy in proc.stdout
     for flag in ("--examples", "--records", "--output", "--beam-arg", "--no-statistics", "--overwrite"):
         assert flag in proc.stdout
     top = _run_cli("--help")

@@ -124,7 +124,7 @@ def test_pure_selection_matches_the_beam_job_for_every_benchmark_strategy(tmp_pa
     ids = [f"row-{i}#s0".encode() for i in range(n)]
     preds = np.round(rng.beta(1, 12, size=n), 3).astype(np.float32)  # rounded: ties for top_k
     norms = rng.gamma(2.0, 1.5, size=n).astype(np.float32)
-    for name in harness.FOCUSED:
+    for name in (*harness.FOCUSED, *harness.STRATIFIED):
         if name == "full":
             continue
         arm = harness.ARM_BY_NAME[name]

@@ -57,6 +57,17 @@ CASES = [
     dict(strategy="full"),
     dict(strategy="loss", budget=0.0),
     dict(strategy="loss", budget=1.0, mode="global"),
+    # label-aware water-filling; the synthetic splits hold ~24% positives, so budgets above that keep them all
+    dict(strategy="stratified_loss", mode="window", window_size=200, budget=0.4),
+    dict(strategy="stratified_loss", mode="window", window_size=300, mix=0.0, budget=0.3),
+    dict(
+        strategy="stratified_grad_norm", mode="global", p_min=0.01, missing_record_policy="drop", budget=0.5
+    ),
+    dict(strategy="stratified_loss", mode="global", mix=0.3, max_weight=8.0, budget=400),
+    dict(strategy="stratified_loss", mode="window", window_size=250),  # fewer slots than positives: joint
+    dict(strategy="stratified_loss", mode="global", budget=0.02),
+    dict(strategy="balanced_loss", mode="window", window_size=250, p_min=0.01),
+    dict(strategy="balanced_grad_norm", mode="global", mix=0.0, missing_record_policy="drop", budget=0.3),
 ]
 
 

@@ -69,7 +69,9 @@ class Arm:
     @property
     def signal(self) -> str:
         """The signal behind the scores (transforms.score_signal): the strategy's own, else the loss."""
-        return self.strategy if self.strategy in ("loss", "grad_norm") else "loss"
+        from tfx_curator.components.curator import selection
+
+        return selection.strategy_signal(self.strategy)
 
 
 FULL = Arm("full", "full")
@@ -84,6 +86,10 @@ ARMS: tuple[Arm, ...] = (
     Arm("defensive_0.1", "loss", "window", 0.1),
     Arm("defensive_0.3", "loss", "window", 0.3),
     Arm("defensive_0.5", "loss", "window", 0.5),
+    # issue 14: label-aware water-filling, with the product's default mix 0.1 (mixed within each class)
+    Arm("stratified_loss", "stratified_loss", "window", 0.1),
+    Arm("stratified_grad_norm", "stratified_grad_norm", "window", 0.1),
+    Arm("balanced_loss", "balanced_loss", "window", 0.1),
 )
 ARM_BY_NAME = {a.name: a for a in (FULL, *ARMS)}
 DEFENSIVE = tuple(a.name for a in ARMS if a.name.startswith("defensive_"))
@@ -100,6 +106,10 @@ FOCUSED = (
     "grad_norm",
     DEFAULT_ARM,
 )
+
+
+# Label-aware water-filling (issue 14), run beside FOCUSED.
+STRATIFIED = ("stratified_loss", "stratified_grad_norm", "balanced_loss")
 
 
 def default_arm_matches_options() -> bool:

@@ -241,7 +241,14 @@ def render(name: str, raw: pd.DataFrame, meta: dict, results_dir: str) -> str:
             else ""
         )
         + ". Seeds share M0, spans and hash draws, so differences are paired by seed. `loss_*`/`grad_norm` are "
-        "pure importance sampling (mix 0); `defensive_0.1` = loss, window mode, mix 0.1 = the product's default.",
+        "pure importance sampling (mix 0); `defensive_0.1` = loss, window mode, mix 0.1 = the product's default."
+        + (
+            " `stratified_*` / `balanced_loss` (issue 14, added to the same run later, same M0 and seeds): label-aware "
+            "water-filling (positives kept at p = 1 when the budget allows / water-filling on the class-normalised "
+            "loss), window mode, mix 0.1 within each class."
+            if any(a in harness.STRATIFIED for a in meta["arms"])
+            else ""
+        ),
         "- Chains that reached the last step: "
         + ", ".join(
             f"{a}@{'100%' if a == 'full' else f'{b:.0%}'}: {n}"

@@ -9,9 +9,8 @@ run with the likely cause and the option that accepts it.
 
 from __future__ import annotations
 
-from tfx_curator.components.curator.options import CurationOptions
+from tfx_curator.components.curator.options import STRATEGIES_WITH_SCORES, CurationOptions
 
-STRATEGIES_WITH_SCORES = ("loss", "grad_norm", "top_k")
 FORMAT_REASONS = ("unparseable", "empty_log", "unsupported_log_type", "no_request_example")
 
 

@@ -10,7 +10,27 @@ import json
 import math
 
 TASKS = ("binary", "regression")
-STRATEGIES = ("loss", "grad_norm", "uniform", "negative_downsampling", "top_k", "full")
+STRATEGIES = (
+    "loss",
+    "grad_norm",
+    "uniform",
+    "negative_downsampling",
+    "top_k",
+    "full",
+    "stratified_loss",
+    "stratified_grad_norm",
+    "balanced_loss",
+    "balanced_grad_norm",
+)
+LABEL_AWARE_STRATEGIES = (
+    "negative_downsampling",
+    "stratified_loss",
+    "stratified_grad_norm",
+    "balanced_loss",
+    "balanced_grad_norm",
+)
+# Strategies that read the forward records' scores (the others select on labels or at random).
+STRATEGIES_WITH_SCORES = ("loss", "grad_norm", "top_k", *LABEL_AWARE_STRATEGIES[1:])
 MODES = ("window", "global")
 MISSING_RECORD_POLICIES = ("uniform", "drop", "keep")
 DUPLICATE_POLICIES = ("latest", "mean", "max")
@@ -25,7 +45,11 @@ class CurationOptions:
     budget: a rate in [0, 1] (fraction of each curated split), or an integer > 1 (expected count per split).
     strategy: loss / grad_norm (importance sampling on that signal, water-filled to the budget), uniform,
         negative_downsampling (positives kept, negatives sampled), top_k (deterministic, unweighted, biased),
-        full (everything, weight 1).
+        full (everything, weight 1), stratified_loss / stratified_grad_norm (label-aware water-filling: every
+        positive kept with p = 1 when the budget allows, the negatives water-filled on the signal with the rest;
+        one joint water level otherwise; binary tasks only), balanced_loss / balanced_grad_norm (water-filling on
+        the class-normalised signal s / N_class: the minimum-variance estimate of the class-balanced loss; a rare
+        class is kept far more often, in proportion to its loss; binary tasks only).
     mode: window (the paper's mini-batch approximation: water-filling within random mini-batches of about
         `window_size` examples, chosen by a hash of (seed, id)) or global (exact two-pass: a mergeable score summary
         solves one threshold for the whole split).
@@ -126,8 +150,8 @@ class CurationOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
                 raise ValueError(f"{name} must be a number >= 0 (inf: never flag), got {value!r}")
-        if self.task == "regression" and self.strategy == "negative_downsampling":
-            raise ValueError("strategy 'negative_downsampling' needs task 'binary'")
+        if self.task == "regression" and self.strategy in LABEL_AWARE_STRATEGIES:
+            raise ValueError(f"strategy {self.strategy!r} needs task 'binary'")
 
     @property
     def importance_sampling(self) -> bool:

@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from tfx_curator.components.curator import report_served, report_stats, report_verdict
+from tfx_curator.components.curator.options import STRATEGIES_WITH_SCORES
 
 STATS_DIR = "statistics"
 RAW, UNWEIGHTED, WEIGHTED = "raw", "curated_unweighted", "curated_weighted"
@@ -214,7 +215,7 @@ def _notes(plan: dict, stats: dict, counts: dict, read: int) -> list[str]:
     notes = []
     if read == 0:
         notes.append("empty split: nothing to select")
-    if counts["n"] and counts["n_scored"] == 0 and plan["strategy"] in ("loss", "grad_norm", "top_k"):
+    if counts["n"] and counts["n_scored"] == 0 and plan["strategy"] in STRATEGIES_WITH_SCORES:
         notes.append(
             "no example of this split has a forward record: the missing-record policy decided everything"
         )

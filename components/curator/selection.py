@@ -11,6 +11,21 @@ The method is GUIDE.md section 1 (Dong et al. 2021, "One Backward from Ten Forwa
 5. ``ScoreSummary``: a mergeable summary from which the global ``lam`` is solved (exact global mode);
    ``probabilities_from_lambda`` then gives each element's ``p`` from that ``lam`` alone.
 
+6. ``stratified_thresholds``: label-aware water-filling (strategies ``stratified_loss`` and
+   ``stratified_grad_norm``). Objective: minimise ``V = sum_i s_i^2 (1/p_i - 1)`` subject to
+   ``sum_i p_i = B``, ``p_min <= p_i <= 1`` **and** ``p_i = 1`` for every positive whenever that is feasible
+   (``n_pos < B`` and the negatives' share ``q = (B - n_pos) / n_neg >= p_min``). Without that floor the
+   optimum is one global water level for both classes (per-class levels ``lam_c`` with budgets ``B_c``
+   summing to ``B`` are optimal only when the marginal variance reductions ``s^2 / p^2 = lam_c^2`` are equal,
+   i.e. ``lam_c = lam``: the unstratified solution), so stratifying the variance of the total loss alone buys
+   nothing; what it buys is the floor: positives at ``p = 1`` (what negative down-sampling gets right), and
+   loss- or gradient-proportional probabilities within the negatives (what it cannot do). The defensive
+   mixture mixes within each class at that class's rate. Exact property (tests/test_stratified.py):
+   ``V(loss IS) <= V(stratified, any mix) <= V(negative down-sampling)`` at equal budget; it is **not** below
+   the *defensive* loss IS at the same mix in general (IS is the unconstrained minimum only at mix 0). When the
+   floor is infeasible (more positives than budget, one class absent) the floor is dropped: one joint level,
+   i.e. the (defensive) loss IS solution, where negative down-sampling falls back to uniform.
+
 Budgets are counts (expected number of kept examples, a float); ``budget_count`` turns a user's budget
 (a rate in [0, 1] or an integer count) into one.
 
@@ -31,16 +46,41 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 SIGNALS = ("loss", "grad_norm", "uniform")
-STRATEGIES = ("loss", "grad_norm", "uniform", "negative_downsampling", "top_k", "full")
+STRATEGIES = (
+    "loss",
+    "grad_norm",
+    "uniform",
+    "negative_downsampling",
+    "top_k",
+    "full",
+    "stratified_loss",
+    "stratified_grad_norm",
+    "balanced_loss",
+    "balanced_grad_norm",
+)
 TASKS = ("binary", "regression")
 # Strategies whose probabilities come from water-filling an importance signal.
 IMPORTANCE_STRATEGIES = ("loss", "grad_norm")
+# Label-aware water-filling, thresholds per class: ``stratified_*`` (``stratified_thresholds``: positives first,
+# then the signal within the negatives) and ``balanced_*`` (``balanced_thresholds``: class-normalised variance).
+STRATIFIED_STRATEGIES = ("stratified_loss", "stratified_grad_norm", "balanced_loss", "balanced_grad_norm")
+
+
+def strategy_signal(strategy: str) -> str:
+    """The signal a strategy water-fills (``stratified_loss`` -> ``loss``); ``loss`` for the others (top_k,
+    and the report's score column for the baselines)."""
+    if strategy in IMPORTANCE_STRATEGIES:
+        return strategy
+    if strategy in STRATIFIED_STRATEGIES:
+        return strategy.split("_", 1)[1]
+    return "loss"
+
 
 _MASK64 = (1 << 64) - 1
 
@@ -463,6 +503,86 @@ def defensive_mix(p: np.ndarray, rate: float, a: float) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Label-aware water-filling
+# ----------------------------------------------------------------------------------------------------------
+
+ClassThreshold = tuple[float, float]  # (lam, rate): p = (1 - mix) * clip(s / lam, p_min, 1) + mix * rate
+
+
+def stratified_thresholds(
+    n_negative: int,
+    n_positive: int,
+    budget: float,
+    p_min: float,
+    solve_negatives: Callable[[float], float],
+    solve_all: Callable[[float], float],
+) -> tuple[ClassThreshold, ClassThreshold]:
+    """``((lam, rate) of the negatives, (lam, rate) of the positives)`` for a label-aware selection.
+
+    Objective: minimise ``V = sum_i s_i^2 (1/p_i - 1)`` (the variance of the Horvitz-Thompson estimate of the
+    total loss under Poisson sampling) subject to ``sum_i p_i = budget``, ``p_min <= p_i <= 1`` and the floor
+    ``p_i = 1`` for every positive, whenever that floor is feasible (``n_positive < budget`` and the negatives'
+    share ``q = (budget - n_positive) / n_negative >= p_min``). Its solution: positives ``lam = 0`` (p = 1),
+    negatives water-filled on their own (``solve_negatives(budget - n_positive)``, their own water level). The
+    defensive mixture then mixes within each class at that class's rate (negatives ``q``, positives 1), so the
+    positives stay at p = 1 and the class budgets are kept. When the floor is not feasible (more positives than
+    budget, one class absent), the floor is dropped: one joint water level ``solve_all(budget)`` (plain
+    importance sampling; negative down-sampling falls back to uniform there), mixed at ``budget / n``.
+
+    ``solve_*(b)`` return the water-filling ``lam`` of that class (or of all) for a budget count ``b``: exact
+    arrays in window mode, ``ScoreSummary.solve_lambda`` in global mode, so both modes share this rule.
+    """
+    n = n_negative + n_positive
+    spare = budget - n_positive
+    if n_positive and n_negative and spare > 0 and spare >= p_min * n_negative:
+        q = min(spare / n_negative, 1.0)
+        return (float(solve_negatives(min(spare, float(n_negative)))), q), (0.0, 1.0)
+    rate = budget / n if n else 0.0
+    lam = float(solve_all(budget)) if n else 0.0
+    return (lam, rate), (lam, rate)
+
+
+def balanced_thresholds(
+    n_negative: int, n_positive: int, rate: float, solve_scaled: Callable[[], float]
+) -> tuple[ClassThreshold, ClassThreshold]:
+    """Thresholds of the class-balanced variant (``balanced_*`` strategies), same shape as
+    ``stratified_thresholds``.
+
+    Objective: minimise the variance of the HT estimate of the class-balanced loss ``sum_c L_c / N_c`` (each
+    class's mean loss), ``sum_c (1 / N_c^2) sum_{i in c} s_i^2 (1/p_i - 1)``, subject to ``sum_i p_i = B`` and
+    ``p_min <= p_i <= 1``. It is plain water-filling on the class-normalised scores ``s_i / N_c``: one level
+    ``lam`` (``solve_scaled()``, the water level of those scores for the budget), i.e. the class level
+    ``lam_c = lam * N_c`` on the raw scores. A rare class gets a level ``N_neg / N_pos`` times lower: its
+    examples are kept far more often, in proportion to their own loss, without a hard floor. The mixture uses
+    the split's (window's) rate for both classes.
+    """
+    lam = float(solve_scaled()) if n_negative + n_positive else 0.0
+
+    def level(n_c: int) -> float:
+        return lam * n_c if 0.0 < lam < math.inf else lam
+
+    return (level(n_negative), rate), (level(n_positive), rate)
+
+
+def class_scaled(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """``s_i / N_c`` of each score (N_c: the size of its class in this array)."""
+    n_pos = int(np.count_nonzero(positive))
+    return np.where(positive, scores / max(n_pos, 1), scores / max(scores.size - n_pos, 1))
+
+
+def class_probabilities(scores, positive, thresholds, p_min: float, mix: float) -> np.ndarray:
+    """p of each score from its class's ``(lam, rate)`` (``stratified_thresholds``; ``thresholds`` may also be
+    per-element arrays ``(lam_negative, rate_negative, lam_positive, rate_positive)`` for windows)."""
+    (lam_n, rate_n), (lam_p, rate_p) = thresholds
+    pos = np.asarray(positive, dtype=bool)
+    lam = np.where(pos, lam_p, lam_n)
+    p = probabilities_from_lambda(scores, lam, p_min)
+    if mix > 0.0:
+        p = (1.0 - mix) * p + mix * np.where(pos, rate_p, rate_n)
+    return p
+
+
+# ----------------------------------------------------------------------------------------------------------
 # 3. Deterministic hashing and Poisson sampling
 # ----------------------------------------------------------------------------------------------------------
 
@@ -764,6 +884,32 @@ class ScoreSummary:
         return lam
 
 
+def solve_scaled_lambda(
+    summaries: Sequence[ScoreSummary], scales: Sequence[float], budget: float, p_min: float = 0.0
+) -> float:
+    """``lam`` with ``sum_c sum_{i in c} clip(scale_c * s_i / lam, p_min, 1) == budget`` from one summary per
+    class (the class-balanced variant's global mode: ``scale_c = 1 / N_c``); semantics of ``solve_lambda``."""
+    p_min = _check_unit("p_min", p_min)
+    budget = _check_budget(budget)
+    n = sum(s.n for s in summaries)
+    n_zero = sum(s.n_zero for s in summaries)
+    lam = _degenerate_lambda(n, n - n_zero, budget, p_min)
+    if lam is not None:
+        return lam
+    values = [np.zeros(1)] if n_zero else []
+    counts = [np.array([n_zero], dtype=np.int64)] if n_zero else []
+    for summary, scale in zip(summaries, scales):
+        if summary.n_bins:
+            values.append(summary.sums / summary.counts * scale)
+            counts.append(summary.counts)
+    values, counts = np.concatenate(values), np.concatenate(counts)
+    order = np.argsort(values, kind="stable")
+    lam = _solve_sorted(values[order], counts[order], budget, p_min)
+    used = float(np.dot(counts, probabilities_from_lambda(values, lam, p_min)))
+    _check_lambda_range(lam, used, budget)
+    return lam
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Strategies (importance sampling and baselines) behind one interface
 # ----------------------------------------------------------------------------------------------------------
@@ -827,7 +973,7 @@ def strategy_probabilities(
         "weighted": True,
         "notes": [],
     }
-    if mix > 0.0 and strategy not in IMPORTANCE_STRATEGIES:
+    if mix > 0.0 and strategy not in IMPORTANCE_STRATEGIES + STRATIFIED_STRATEGIES:
         info["notes"].append(f"mix={mix:g} ignored: it applies to importance strategies only")
 
     if strategy in IMPORTANCE_STRATEGIES:
@@ -839,6 +985,8 @@ def strategy_probabilities(
         info["notes"].append(result.note)
         if mix > 0.0 and mix * rate > 0.0:
             info["notes"].append(f"defensive mixture a={mix:g}: weights <= {1.0 / (mix * rate):g}")
+    elif strategy in STRATIFIED_STRATEGIES:
+        p = _stratified(s, labels, budget, p_min, mix, info)
     elif strategy == "uniform":
         p = _uniform(n, rate, p_min, info)
     elif strategy == "negative_downsampling":
@@ -868,22 +1016,64 @@ def _uniform(n: int, rate: float, p_min: float, info: dict) -> np.ndarray:
     return np.full(n, rate)
 
 
-def _negative_downsampling(s, labels, budget: float, rate: float, p_min: float, info: dict) -> np.ndarray:
+def _binary_labels(labels, n: int, strategy: str) -> np.ndarray:
+    """The positive mask of binary labels in {0, 1}; ValueError otherwise."""
     if labels is None:
-        raise ValueError("negative_downsampling needs labels")
+        raise ValueError(f"{strategy} needs labels")
     y = _as_1d_float("labels", labels)
-    if y.size != s.size:
-        raise ValueError(f"labels and scores must have the same length, got {y.size} and {s.size}")
+    if y.size != n:
+        raise ValueError(f"labels and scores must have the same length, got {y.size} and {n}")
     if not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError("negative_downsampling needs binary labels in {0, 1}")
-    positive = y == 1.0
+        raise ValueError(f"{strategy} needs binary labels in {{0, 1}}")
+    return y == 1.0
+
+
+def _stratified(s, labels, budget: float, p_min: float, mix: float, info: dict) -> np.ndarray:
+    positive = _binary_labels(labels, s.size, info["strategy"])
+    neg = s[~positive]
+    if info["strategy"].startswith("balanced_"):
+        scaled = np.sort(class_scaled(s, positive))
+        thresholds = balanced_thresholds(
+            neg.size,
+            s.size - neg.size,
+            budget / s.size if s.size else 0.0,
+            lambda: water_fill(scaled, budget, p_min).lam,
+        )
+    else:
+        thresholds = stratified_thresholds(
+            neg.size,
+            s.size - neg.size,
+            budget,
+            p_min,
+            lambda b: water_fill(np.sort(neg), b, p_min).lam,
+            lambda b: water_fill(np.sort(s), b, p_min).lam,
+        )
+    p = class_probabilities(s, positive, thresholds, p_min, mix)
+    floor = thresholds[1] == (0.0, 1.0)
+    info.update(
+        n_positive=int(positive.sum()),
+        positives_kept=bool(floor),
+        class_thresholds=thresholds,
+        n_saturated=int(np.count_nonzero(p >= 1.0)),
+        floor_bound=thresholds[0][0] == math.inf,
+    )
+    info["notes"].append(
+        f"positives p = 1, negatives water-filled at rate {thresholds[0][1]:g}"
+        if floor
+        else "positives cannot all be kept: one water level for both classes"
+    )
+    return p
+
+
+def _negative_downsampling(s, labels, budget: float, rate: float, p_min: float, info: dict) -> np.ndarray:
+    positive = _binary_labels(labels, s.size, "negative_downsampling")
     n_pos = int(positive.sum())
-    n_neg = y.size - n_pos
+    n_neg = s.size - n_pos
     info["n_positive"] = n_pos
     if n_pos == 0 or n_neg == 0:
         info["possible"] = False
         info["notes"].append(f"only one class present ({n_pos} positives, {n_neg} negatives): uniform")
-        return _uniform(y.size, rate, p_min, info)
+        return _uniform(s.size, rate, p_min, info)
     q = (budget - n_pos) / n_neg
     if q <= 0.0 or q < p_min:
         info["possible"] = False
@@ -891,7 +1081,7 @@ def _negative_downsampling(s, labels, budget: float, rate: float, p_min: float, 
             f"not possible: {n_pos} positives at p = 1 leave negatives the rate {max(q, 0.0):g} "
             f"(needs > 0 and >= p_min={p_min:g}) for budget {budget:g}: fell back to uniform"
         )
-        return _uniform(y.size, rate, p_min, info)
+        return _uniform(s.size, rate, p_min, info)
     info["possible"] = True
     info["negative_rate"] = q
     info["n_saturated"] = n_pos + (n_neg if q >= 1.0 else 0)

@@ -85,7 +85,7 @@ def resolve_record_format(
 
 def score_signal(options: CurationOptions) -> str:
     """The signal behind the scores: the strategy's own, else the loss (for top_k and for the report)."""
-    return options.strategy if options.strategy in selection.IMPORTANCE_STRATEGIES else "loss"
+    return selection.strategy_signal(options.strategy)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -311,13 +311,30 @@ def _scored(batch):
         yield split, [ids[i] for i in np.flatnonzero(at)], scores[at]
 
 
+def _scored_by_class(batch):
+    """(split, ids, [scores, positive]) of one batch: the stratified strategies' window input (2 x n floats)."""
+    splits, ids, _, labels, scores = batch
+    has = ~np.isnan(scores)
+    for split in np.unique(splits[has]).tolist():
+        at = has & (splits == split)
+        yield split, [ids[i] for i in np.flatnonzero(at)], np.stack([scores[at], labels[at] == 1.0])
+
+
+def _class_scores(batch):
+    """((split, positive), scores) of one batch: the stratified strategies' global-mode summaries."""
+    for split, _, columns in _scored_by_class(batch):
+        for c in (0, 1):
+            yield (split, c), columns[0][columns[1] == c]
+
+
 def _window_scores(scored, options: CurationOptions, counts: dict):
-    """(split, ids, scores) of one batch -> ((split, window), scores of that window)."""
+    """(split, ids, scores) of one batch -> ((split, window), scores of that window); scores may be 2 x n
+    (scores and class, `_scored_by_class`): windows are taken on the last axis."""
     split, ids, scores = scored
     windows = plan.n_windows(_counts(counts, split).n_scored, options.window_size)
     w = plan.window_index(ids, options.seed, windows) if windows > 1 else np.zeros(len(ids), dtype=np.int64)
     for k in np.unique(w).tolist():
-        yield (split, k), scores[w == k]
+        yield (split, k), scores[..., w == k]
 
 
 def _counts(counts: dict, split: int) -> plan.SplitCounts:
@@ -341,18 +358,27 @@ class _ConcatScoresFn(beam.CombineFn):
 
     def merge_accumulators(self, accs):
         merged = [a for acc in accs for a in acc]
-        return [np.concatenate(merged)] if merged else []
+        return [np.concatenate(merged, axis=-1)] if merged else []
 
     def compact(self, acc):
-        return [np.concatenate(acc)] if len(acc) > 1 else acc
+        return [np.concatenate(acc, axis=-1)] if len(acc) > 1 else acc
 
     def extract_output(self, acc):
-        return np.concatenate(acc) if acc else np.zeros(0)
+        return np.concatenate(acc, axis=-1) if acc else np.zeros(0)
 
 
 def _window_lambda(element, options: CurationOptions, counts: dict):
     (split, k), scores = element
     return split, (k, plan.window_lambda(scores, _rate(options, _counts(counts, split)), options.p_min))
+
+
+def _window_class_thresholds(element, options: CurationOptions, counts: dict):
+    (split, k), columns = element
+    rate = _rate(options, _counts(counts, split))
+    thresholds = plan.window_class_thresholds(
+        columns[0], columns[1] == 1.0, rate, options.p_min, plan.is_balanced(options)
+    )
+    return split, plan.thresholds_by_key(k, thresholds)
 
 
 def _top_k_threshold(element, options: CurationOptions, counts: dict):
@@ -368,16 +394,30 @@ def _top_k_threshold(element, options: CurationOptions, counts: dict):
 def _make_plans(
     _, options: CurationOptions, n_splits: int, counts: dict, lams: list, summaries: dict, tops: dict
 ):
-    by_split: dict[int, dict[int, float]] = {}
-    for split, (k, lam) in lams:
-        by_split.setdefault(split, {})[k] = lam
+    stratified = options.strategy in selection.STRATIFIED_STRATEGIES
+    by_split: dict[int, dict] = {}
+    for split, value in lams:
+        if stratified:
+            by_split.setdefault(split, {}).update(value)
+        else:
+            k, lam = value
+            by_split.setdefault(split, {})[k] = lam
     plans = {}
     for split in range(n_splits):
         c = _counts(counts, split)
         split_lams = by_split.get(split)
         if split in summaries:
             split_lams = {0: summaries[split].solve_lambda(_rate(options, c) * c.n_scored, options.p_min)}
-        plans[split] = plan.make_plan(options, c, split_lams, tops.get(split))
+        if stratified:
+            if (split, 0) in summaries or (split, 1) in summaries:
+                negatives, positives = (summaries.get((split, k), selection.ScoreSummary()) for k in (0, 1))
+                thresholds = plan.global_class_thresholds(
+                    negatives, positives, _rate(options, c), options.p_min, plan.is_balanced(options)
+                )
+                split_lams = plan.thresholds_by_key(0, thresholds)
+            plans[split] = plan.make_plan(options, c, None, None, split_lams)
+        else:
+            plans[split] = plan.make_plan(options, c, split_lams, tops.get(split))
     return plans
 
 
@@ -407,6 +447,20 @@ class SolveThresholds(beam.PTransform):
                 | "WindowScores" >> beam.FlatMap(_window_scores, o, counts_side)
                 | "GroupWindows" >> beam.CombinePerKey(_ConcatScoresFn())
                 | "WaterFillWindows" >> beam.Map(_window_lambda, o, counts_side)
+            )
+        elif o.strategy in selection.STRATIFIED_STRATEGIES and o.mode == "window":
+            lams = (
+                batches
+                | "IdsScoresAndClasses" >> beam.FlatMap(_scored_by_class)
+                | "WindowScores" >> beam.FlatMap(_window_scores, o, counts_side)
+                | "GroupWindows" >> beam.CombinePerKey(_ConcatScoresFn())
+                | "WaterFillWindowClasses" >> beam.Map(_window_class_thresholds, o, counts_side)
+            )
+        elif o.strategy in selection.STRATIFIED_STRATEGIES:
+            summaries = (
+                batches
+                | "ClassScores" >> beam.FlatMap(_class_scores)
+                | "SummariseClassScores" >> beam.CombinePerKey(_ScoreSummaryFn())
             )
         elif o.strategy in selection.IMPORTANCE_STRATEGIES:
             summaries = (
