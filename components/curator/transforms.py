@@ -313,7 +313,7 @@ def _scored(batch):
 
 def _scored_by_class(batch):
     """(split, ids, [scores, positive]) of one batch: the stratified strategies' window input (2 x n floats)."""
-    splits, ids, _, labels, scores = batch
+    splits, ids, _, labels, scores = batch[:5]
     has = ~np.isnan(scores)
     for split in np.unique(splits[has]).tolist():
         at = has & (splits == split)
