@@ -381,7 +381,7 @@ def render_html(report: dict, figures: dict) -> str:
         if unb:
             parts.append(
                 "<h3>Unbiasedness (TFDV): raw vs curated</h3><table><tr><th>feature</th><th>distance</th>"
-                "<th>raw vs weighted</th><th>raw vs unweighted</th><th>noise (95%)</th><th></th></tr>"
+                "<th>raw vs weighted</th><th>raw vs unweighted</th><th>noise (95%)</th><th>verdict</th></tr>"
             )
             for r in unb["features"]:
                 flag = "<span class='bad'>MISMATCH</span>" if r["mismatch"] else "ok"

@@ -151,7 +151,7 @@ def render_html(report: dict) -> str:
             parts.append(
                 "<h3>Unbiasedness (served model): full span vs weighted curated sample</h3><table><tr>"
                 f"<th>figure</th><th>full span</th><th>curated, weighted</th><th>difference</th>"
-                f"<th>noise ({cc['noise_z']:g} sd at ESS {cc['ess']:.0f})</th><th></th></tr>"
+                f"<th>noise ({cc['noise_z']:g} sd at ESS {cc['ess']:.0f})</th><th>verdict</th></tr>"
             )
             for r in cc["rows"]:
                 flag = "<span class='bad'>MISMATCH</span>" if r["mismatch"] else "ok"
