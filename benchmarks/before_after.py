@@ -140,10 +140,7 @@ def main(argv=None) -> int:
         f"{rise_median:+.3f} (median).",
         "",
     ]
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write("\n".join(lines))
-    print("\n".join(lines))
+    curator_vs_copy.write_results(args.out, lines)
     return 0
 
 

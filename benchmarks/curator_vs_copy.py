@@ -296,11 +296,16 @@ def main(argv=None) -> int:
     lines += ["", "Curator accounting per job (read = selected + not selected + rejected):", ""]
     lines += [f"- {j}: {a}" for j, a in accounting.items()]
     lines.append("")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
+    write_results(args.out, lines)
+    return 0
+
+
+def write_results(path: str, lines: list[str]) -> None:
+    """Write a results file (creating its folder) and print it."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":

@@ -519,7 +519,7 @@ def test_version_summary_quiet_start_up_and_debug(synthetic, tmp_path):
         capture_output=True,
         text=True,
         env=env,
-        timeout=600,
+        timeout=helpers.HANG_GUARD_S,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == "", proc.stderr  # no cuFFT/cuDNN/cuBLAS lines, no snappy warning

@@ -9,28 +9,14 @@ import dataclasses
 import json
 import math
 
-TASKS = ("binary", "regression")
-STRATEGIES = (
-    "loss",
-    "grad_norm",
-    "uniform",
-    "negative_downsampling",
-    "top_k",
-    "full",
-    "stratified_loss",
-    "stratified_grad_norm",
-    "balanced_loss",
-    "balanced_grad_norm",
-)
-LABEL_AWARE_STRATEGIES = (
-    "negative_downsampling",
-    "stratified_loss",
-    "stratified_grad_norm",
-    "balanced_loss",
-    "balanced_grad_norm",
-)
+from tfx_curator.components.curator import selection
+
+# The selection library owns the strategy and task names; options only validate against them.
+TASKS = selection.TASKS
+STRATEGIES = selection.STRATEGIES
+LABEL_AWARE_STRATEGIES = ("negative_downsampling", *selection.STRATIFIED_STRATEGIES)
 # Strategies that read the forward records' scores (the others select on labels or at random).
-STRATEGIES_WITH_SCORES = ("loss", "grad_norm", "top_k", *LABEL_AWARE_STRATEGIES[1:])
+STRATEGIES_WITH_SCORES = (*selection.IMPORTANCE_STRATEGIES, "top_k", *selection.STRATIFIED_STRATEGIES)
 MODES = ("window", "global")
 MISSING_RECORD_POLICIES = ("uniform", "drop", "keep")
 DUPLICATE_POLICIES = ("latest", "mean", "max")
