@@ -8,8 +8,13 @@ PACKAGE_DIRS = {
     "tfx_curator": "tfx_curator",  # the package root: only __init__.py
     "tfx_curator.components": "components",
     "tfx_curator.components.curator": "components/curator",
+    "tfx_curator.components.curator.policy": "components/curator/policy",
+    "tfx_curator.components.curator.reading": "components/curator/reading",
+    "tfx_curator.components.curator.beam": "components/curator/beam",
+    "tfx_curator.components.curator.reporting": "components/curator/reporting",
     "tfx_curator.pipelines": "pipelines",
     "tfx_curator.kubeflow": "kubeflow",
+    "tfx_curator.serving": "serving",
     "tfx_curator.schemas": "schemas",
     "tfx_curator.data": "data",
 }
@@ -20,7 +25,7 @@ setup(
     description="TFX component: importance-sampled curation of served examples (one backward from ten forward).",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9,<3.11",
+    python_requires=">=3.10,<3.11",
     packages=list(PACKAGE_DIRS),
     package_dir=PACKAGE_DIRS,
     package_data={"tfx_curator.schemas": ["*.pbtxt"]},

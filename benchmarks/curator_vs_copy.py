@@ -113,7 +113,8 @@ def run_copy(examples: str, records: str, out: str, beam_args: list[str], reader
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from tfx_curator.components.curator import tfrecord_files, transforms
+    from tfx_curator.components.curator.beam import transforms
+    from tfx_curator.components.curator.reading import tfrecord_files
 
     with beam.Pipeline(options=PipelineOptions(beam_args)) as p:
         for name, pattern in (("examples", examples), ("records", records)):
@@ -135,7 +136,7 @@ def run_curator(
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from tfx_curator.components.curator import job
+    from tfx_curator.components.curator.beam import job
     from tfx_curator.components.curator.options import CurationOptions
 
     options = CurationOptions(budget=0.1, mode=mode)

@@ -30,7 +30,8 @@ import tensorflow as tf  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 from tensorflow_serving.apis import prediction_log_pb2  # noqa: E402
 
-from tfx_curator.components.curator import record_io, records  # noqa: E402
+from tfx_curator.components.curator import records  # noqa: E402
+from tfx_curator.components.curator.reading import record_io
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = os.path.join(HERE, "work", "record_read")
@@ -168,7 +169,7 @@ def read_records(pattern, record_format):
 
 def read_records_tf_data(pattern, record_format):
     """The Curator job's way: tfrecord_files.ReadTFRecordFiles (tf.data in a DoFn) + batched decoding."""
-    from tfx_curator.components.curator import tfrecord_files
+    from tfx_curator.components.curator.reading import tfrecord_files
 
     def build(pipeline):
         batches = pipeline | tfrecord_files.ReadTFRecordFiles(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfx_curator.components.curator import selection as sel
+from tfx_curator.components.curator.policy import selection as sel
 
 RESULTS = Path(__file__).resolve().parent / "results" / "selection_throughput.md"
 TARGET_WATER_FILL = 5e6  # scores/s, from issue 3

@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from apache_beam.coders import coders
 
-    from tfx_curator.components.curator import quality
+    from tfx_curator.components.curator.reporting import quality
 
     n, rng = 1024, np.random.default_rng(0)
     ids = [f"id-{i:08d}".encode() for i in range(n)]

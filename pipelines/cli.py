@@ -135,7 +135,9 @@ def field_help() -> dict[str, str]:
     """Help for every CurationOptions field: CLI_HELP, else the CurationOptions docstring, else the
     RecordConfig docstring (the record fields), else EXTRA_HELP."""
     own = docstring_entries(CurationOptions.__doc__)
-    record = docstring_entries(_class_docstring("tfx_curator.components.curator.records", "RecordConfig"))
+    record = docstring_entries(
+        _class_docstring("tfx_curator.components.curator.reading.records", "RecordConfig")
+    )
     out = {}
     for f in dataclasses.fields(CurationOptions):
         text = CLI_HELP.get(f.name) or own.get(f.name) or record.get(RECORD_CONFIG_FIELDS.get(f.name, ""))
@@ -233,7 +235,7 @@ def options_from_args(args: argparse.Namespace, only: tuple[str, ...] | None = N
 
 def _glob_or_fail(pattern: str, what: str) -> list[str]:
     """The files of an input glob, as the job will read them (tfrecord_files.list_files: a folder is an error)."""
-    from tfx_curator.components.curator import tfrecord_files
+    from tfx_curator.components.curator.reading import tfrecord_files
 
     try:
         files = tfrecord_files.list_files(pattern)
@@ -324,7 +326,7 @@ PROGRESS_EVERY = 10.0  # seconds between progress lines
 
 def _progress(seconds: float) -> None:
     """A progress line while the job runs: records read so far (in-process runners)."""
-    files = sys.modules.get("tfx_curator.components.curator.tfrecord_files")
+    files = sys.modules.get("tfx_curator.components.curator.reading.tfrecord_files")
     read = getattr(files, "PROGRESS", None)  # None until the module is imported (maybe being imported now)
     if read and read["records"]:
         print(
@@ -379,7 +381,7 @@ def _curate(args, options: CurationOptions, replaced: list[str], staging: list[s
     except publish.OutputConflictError as e:
         raise CliError(str(e)) from None
     beam_args = list(args.beam_arg or [])
-    from tfx_curator.components.curator import job
+    from tfx_curator.components.curator.beam import job
 
     previous = None
     if args.previous_report:
@@ -437,7 +439,8 @@ VALIDATE_FIELDS = ("id_feature", "prediction_key", "hidden_norm_key", "task")
 def cmd_validate_records(args: argparse.Namespace) -> int:
     options = options_from_args(args, VALIDATE_FIELDS)
     _glob_or_fail(args.records, "--records")
-    from tfx_curator.components.curator import records, transforms
+    from tfx_curator.components.curator.beam import transforms
+    from tfx_curator.components.curator.reading import records
 
     anomalies = records.validate_plain_records(args.records, transforms.record_config(options))
     if anomalies.anomaly_info:

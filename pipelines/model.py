@@ -385,7 +385,7 @@ def export(model: keras.Model, serving_dir: str, config: ModelConfig | None = No
 
     Also keeps the Keras weights and the model config under `assets.extra/`, for :func:`load_weights`.
     """
-    from tfx_curator.components.curator import recorder
+    from tfx_curator.serving import recorder
 
     config = config or flights_config()
     recorder.export_recording_model(

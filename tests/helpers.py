@@ -109,7 +109,7 @@ def curated_weights(pattern: str, weight_feature: str = "sample_weight") -> dict
 
 def expected_selection(options, split_data) -> dict:
     """{example_id: float32 weight} the pure library selects for synthetic split data (loss signal)."""
-    from tfx_curator.components.curator import plan, selection
+    from tfx_curator.components.curator.policy import plan, selection
 
     ids, labels, preds, norms = split_data
     has = ~np.isnan(preds)

@@ -16,7 +16,7 @@ slots are in the checkpoint and restored when the optimiser builds (`test_traine
 So each chain carries its optimiser state across steps; `fresh_optimizer=True` resets it every step instead
 (the sensitivity row).
 
-The Beam job is not run per chain: `test_learning_benchmark.py` proves, for every strategy the benchmark uses,
+The Beam job is not run per chain: `tests/benchmarks/test_learning_benchmark.py` proves, for every strategy the benchmark uses,
 that the Curator Beam job selects byte-identical ids and float32 weights to the pure path on the harness's own
 forward records; and every run still runs the real Beam job for the default strategy (seed 0, every budget, at
 the steps of `beam_check_steps`) and fails if the selection differs.
@@ -69,7 +69,7 @@ class Arm:
     @property
     def signal(self) -> str:
         """The signal behind the scores (transforms.score_signal): the strategy's own, else the loss."""
-        from tfx_curator.components.curator import selection
+        from tfx_curator.components.curator.policy import selection
 
         return selection.strategy_signal(self.strategy)
 
@@ -166,7 +166,7 @@ def served_scores(
     arm: Arm, task: str, preds: np.ndarray, norms: np.ndarray, labels: np.ndarray
 ) -> np.ndarray:
     """Scores as the Curator computes them from the plain forward records (float32 prediction and norm)."""
-    from tfx_curator.components.curator import selection
+    from tfx_curator.components.curator.policy import selection
 
     p = np.asarray(preds, np.float32).astype(np.float64)
     h = np.asarray(norms, np.float32).astype(np.float64) if arm.hidden_norm else None
@@ -175,7 +175,7 @@ def served_scores(
 
 def select(arm: Arm, budget: float, task: str, ids, preds, norms, labels) -> tuple[np.ndarray, np.ndarray]:
     """(indices kept, float32 weights) of one chain's span: `plan.reference_selection`, the Beam job's pure twin."""
-    from tfx_curator.components.curator import plan
+    from tfx_curator.components.curator.policy import plan
 
     scores = served_scores(arm, task, preds, norms, labels)
     keep, weight, _ = plan.reference_selection(arm.options(budget, task), ids, scores, labels)
@@ -215,8 +215,8 @@ def curate_job(task: dict) -> dict:
     import tensorflow as tf
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from tfx_curator.components.curator import job, transforms
-    from tfx_curator.components.curator import report as report_lib
+    from tfx_curator.components.curator.beam import job, transforms
+    from tfx_curator.components.curator.reporting import report as report_lib
 
     options = CurationOptions.from_json(task["options"])
     out = task["out"]

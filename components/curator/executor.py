@@ -15,7 +15,8 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from tfx_curator.components.curator import job, publish, transforms
+from tfx_curator.components.curator import publish
+from tfx_curator.components.curator.beam import job, transforms
 from tfx_curator.components.curator.options import CurationOptions
 
 EXAMPLES_KEY = "examples"

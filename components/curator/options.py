@@ -9,7 +9,7 @@ import dataclasses
 import json
 import math
 
-from tfx_curator.components.curator import selection
+from tfx_curator.components.curator.policy import selection
 
 # The selection library owns the strategy and task names; options only validate against them.
 TASKS = selection.TASKS

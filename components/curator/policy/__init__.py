@@ -1,0 +1,1 @@
+"""Selection policy: the pure-numpy rules that decide which examples are kept and with what weight."""

@@ -1,0 +1,412 @@
+"""The curation report: accounting, selection figures, TFDV unbiasedness check; report.json and report.html.
+
+Inputs are the Beam job's raw figures (job.py) and three TFDV statistics per curated split: the raw split, the
+curated split unweighted, and the curated split weighted by the weight feature. A weighted sample that does not
+look like the raw data is a bug the user must see, so each feature gets a distance raw-vs-weighted and
+raw-vs-unweighted (L-infinity between category frequencies; for numbers, the Kolmogorov-Smirnov distance
+between the quantile-interpolated CDFs) next to the distance that sampling noise alone explains.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+
+import numpy as np
+
+from tfx_curator.components.curator.options import STRATEGIES_WITH_SCORES
+from tfx_curator.components.curator.reporting import report_served, report_stats, report_verdict
+
+STATS_DIR = "statistics"
+RAW, UNWEIGHTED, WEIGHTED = "raw", "curated_unweighted", "curated_weighted"
+KS_95 = 1.36  # 95% quantile of the Kolmogorov distribution; also used for L-inf of frequencies
+
+
+class AccountingError(RuntimeError):
+    """read != selected + not selected + rejected for some split: examples were lost or counted twice."""
+
+
+def stats_path(report_uri: str, split: str, which: str) -> str:
+    return os.path.join(report_uri, STATS_DIR, f"Split-{split}", f"{which}.pb")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Feature distances from TFDV statistics
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _categorical_freqs(feature, weighted: bool) -> dict:
+    s = feature.string_stats
+    buckets = (s.weighted_string_stats.rank_histogram if weighted else s.rank_histogram).buckets
+    values = {b.label: b.sample_count for b in buckets}
+    if not values:  # rank histogram absent: fall back to top values
+        top = s.weighted_string_stats.top_values if weighted else s.top_values
+        values = {t.value: t.frequency for t in top}
+    total = sum(values.values())
+    return {k: v / total for k, v in values.items()} if total else {}
+
+
+def _quantile_cdf(feature, weighted: bool):
+    hists = (feature.num_stats.weighted_numeric_stats if weighted else feature.num_stats).histograms
+    for h in hists:
+        if h.type == h.QUANTILES and h.buckets:
+            edges = [h.buckets[0].low_value] + [b.high_value for b in h.buckets]
+            return np.asarray(edges), np.linspace(0.0, 1.0, len(edges))
+    return None
+
+
+def feature_distance(base, other, other_weighted: bool) -> tuple[str, float] | None:
+    """(kind, distance) between one feature's distribution in `base` (unweighted) and in `other`."""
+    if base.HasField("string_stats") and other.HasField("string_stats"):
+        a, b = _categorical_freqs(base, False), _categorical_freqs(other, other_weighted)
+        keys = set(a) | set(b)
+        return "linf", max((abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in keys), default=0.0)
+    if base.HasField("num_stats") and other.HasField("num_stats"):
+        ca, cb = _quantile_cdf(base, False), _quantile_cdf(other, other_weighted)
+        if ca is None or cb is None:
+            return None
+        xs = np.union1d(ca[0], cb[0])
+        fa = np.interp(xs, ca[0], ca[1], left=0.0, right=1.0)
+        fb = np.interp(xs, cb[0], cb[1], left=0.0, right=1.0)
+        return "ks", float(np.max(np.abs(fa - fb)))
+    return None
+
+
+def compare_statistics(
+    raw, unweighted, weighted, n_raw: int, ess: float, skip: tuple[str, ...] = ()
+) -> list[dict]:
+    """Per-feature distances raw-vs-weighted and raw-vs-unweighted, with the noise level and a flag.
+
+    noise = 1.36 * sqrt(1/n_raw + 1/ess): the 95% level of a two-sample distance with the weighted sample's
+    effective size. Quantile interpolation adds up to one quantile step, so a feature is flagged only when the
+    weighted distance exceeds noise + 1/(number of quantile buckets) (numbers) or noise (categories).
+    """
+    features = {tuple(f.path.step): f for f in raw.features}
+    unw = {tuple(f.path.step): f for f in unweighted.features}
+    wtd = {tuple(f.path.step): f for f in weighted.features}
+    noise = KS_95 * math.sqrt(1.0 / max(n_raw, 1) + 1.0 / max(ess, 1e-9))
+    rows = []
+    for path, f in sorted(features.items()):
+        name = ".".join(path)
+        if name in skip or path not in wtd or path not in unw:
+            continue
+        dw = feature_distance(f, wtd[path], True)
+        du = feature_distance(f, unw[path], False)
+        if dw is None or du is None:
+            continue
+        slack = 0.0
+        if dw[0] == "ks":
+            cdf = _quantile_cdf(f, False)
+            slack = 1.0 / (len(cdf[0]) - 1) if cdf is not None else 0.0
+        rows.append(
+            {
+                "feature": name,
+                "distance": dw[0],
+                "raw_vs_weighted": dw[1],
+                "raw_vs_unweighted": du[1],
+                "noise_95": noise,
+                "mismatch": bool(dw[1] > noise + slack),
+            }
+        )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _lambda_summary(lams: dict) -> dict | None:
+    if not lams:
+        return None
+    values = np.array(list(lams.values()), dtype=float)
+    return {
+        "windows": int(values.size),
+        "min": float(values.min()),
+        "median": float(np.median(values)),
+        "max": float(values.max()),
+    }
+
+
+def build_report(
+    figures: dict,
+    examples_read: dict[str, int],
+    tfdv_stats: dict | None = None,
+    served_model: dict | None = None,
+) -> dict:
+    """report.json's content. examples_read: raw records read per split (counted by the job); served_model:
+    the served model's section per split (monitoring.py)."""
+    options = figures["options"]
+    report = {"options": options, "splits": {}, "forward_records": {}}
+    for split, fig in figures["splits"].items():
+        stats, counts, plan, summary = fig["stats"], fig["counts"], fig["plan"], fig["summary"]
+        rejects = {k.split(":", 1)[1]: v for k, v in fig["rejects"].items()}
+        n_rejected = sum(rejects.values())
+        selected, considered = stats["n_kept"], stats["n"]
+        read = examples_read.get(split, 0)
+        entry = {
+            "accounting": {
+                "examples_read": read,
+                "selected": selected,
+                "not_selected": considered - selected,
+                "rejected": n_rejected,
+                "holds": read == considered + n_rejected,
+            },
+            "rejects_by_reason": rejects,
+            "examples_with_record": counts["n_scored"],
+            "examples_without_record": counts["n"] - counts["n_scored"],
+            "missing_record_policy": options["missing_record_policy"],
+            "duplicate_records": fig["events"].get("duplicate_records", 0),
+            "ids_with_duplicate_records": fig["events"].get("ids_with_duplicate_records", 0),
+            "duplicate_policy": options["duplicate_policy"],
+            "budget": {
+                "asked": plan["budget"],
+                "rate": plan["rate"],
+                "expected": stats["expected_kept"],
+                "achieved": selected,
+                "backward_passes_saved": read - selected,
+            },
+            "lambda": _lambda_summary({int(k): v for k, v in fig["lambdas"].items()}),
+            "effective_sample_size": summary["ess"],
+            "estimator_error": {
+                "expected_sq_error": summary["expected_sq_error"],
+                "uniform_same_budget": summary["expected_sq_error_uniform"],
+                "ratio_vs_uniform": summary["error_ratio_vs_uniform"],
+            },
+            "weights": {
+                "sum": summary["sum_of_weights"],
+                "sum_over_examples": summary["sum_of_weights_over_examples"],
+                "max": summary["max_weight"],
+                "min_p_kept": summary["min_p_kept"],
+                "max_weight_cap": options["max_weight"],
+                "histogram": {"edges": report_stats.WEIGHT_BINS.tolist(), "counts": stats["weight_hist"]},
+            },
+            "labels": {
+                "examples": {"0": stats["n_label"][0], "1": stats["n_label"][1]},
+                "selected": {"0": stats["kept_label"][0], "1": stats["kept_label"][1]},
+                "weighted": {"0": stats["sum_w_label"][0], "1": stats["sum_w_label"][1]},
+                "sum_label": stats["sum_label"],
+                "weighted_sum_label": stats["sum_w_times_label"],
+            },
+            "corrupt_files": [{"path": p, "records_read": n, "error": e} for p, n, e in fig["corrupt_files"]],
+            "notes": list(plan["notes"]) + _notes(plan, stats, counts, read),
+        }
+        if tfdv_stats and split in tfdv_stats:
+            entry["unbiasedness"] = tfdv_stats[split]
+        if served_model and split in served_model:
+            entry["served_model"] = served_model[split]
+        report["splits"][split] = entry
+    rec = figures["records"]
+    report["forward_records"] = {
+        "decoded": rec["events"].get("records_decoded", 0),
+        "orphans": rec["events"].get("orphan_records", 0),
+        "rejected": sum(rec["rejects"].values()),
+        "rejects_by_reason": rec["rejects"],
+        "corrupt_files": [{"path": p, "records_read": n, "error": e} for p, n, e in rec["corrupt_files"]],
+    }
+    return report
+
+
+def _notes(plan: dict, stats: dict, counts: dict, read: int) -> list[str]:
+    notes = []
+    if read == 0:
+        notes.append("empty split: nothing to select")
+    if counts["n"] and counts["n_scored"] == 0 and plan["strategy"] in STRATEGIES_WITH_SCORES:
+        notes.append(
+            "no example of this split has a forward record: the missing-record policy decided everything"
+        )
+    kept = stats["n_kept"]
+    if read and counts["n"] == 0:
+        notes.append(f"all {read} examples rejected (see rejects_by_reason): nothing to select")
+    if plan["budget"] == 0 and counts["n"]:
+        notes.append(
+            f"budget 0: {kept} selected anyway, by the p_min floor or missing_record_policy 'keep'"
+            if kept
+            else "budget 0: nothing selected"
+        )
+    if counts["n"] and plan["budget"] >= counts["n"]:
+        notes.append(
+            "budget >= examples: everything kept with weight 1"
+            if kept == counts["n"]
+            else "budget >= examples: every example with a forward record kept with weight 1; "
+            f"{counts['n'] - kept} without one not kept (missing_record_policy 'drop')"
+        )
+    if stats["score_zero"] == counts["n_scored"] and counts["n_scored"]:
+        notes.append("all scores are zero: uniform sampling")
+    elif (
+        counts["n_scored"] > 1
+        and stats.get("min_s") == stats.get("max_s")
+        and plan["strategy"] in ("loss", "grad_norm", "top_k")
+    ):
+        notes.append(f"all scores are equal ({stats['max_s']:.6g}): uniform sampling")
+    return notes
+
+
+def check_accounting(report: dict) -> None:
+    broken = {s: e["accounting"] for s, e in report["splits"].items() if not e["accounting"]["holds"]}
+    if broken:
+        raise AccountingError(
+            f"accounting invariant broken (read != selected + not selected + rejected): {broken}"
+        )
+
+
+def write_report(report_uri: str, report: dict, figures: dict) -> tuple[str, str]:
+    from tfx.dsl.io import fileio
+
+    json_path = os.path.join(report_uri, "report.json")
+    html_path = os.path.join(report_uri, "report.html")
+    with fileio.open(json_path, "w") as f:
+        f.write(json.dumps(report, indent=2, sort_keys=True, default=float))
+    with fileio.open(html_path, "w") as f:
+        f.write(render_html(report, figures))
+    return json_path, html_path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# HTML
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _plots(split_figures: dict) -> str:
+    """Four plots, one figure each (they wrap to the window's width): scores, p vs score, weights, labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    st = split_figures["stats"]
+    axes = []
+    figures = []
+    for _ in range(4):
+        fig, ax = plt.subplots(figsize=(4.6, 3.4))
+        figures.append(fig)
+        axes.append(ax)
+    edges = report_stats.SCORE_BINS
+    centers = np.sqrt(edges[:-1] * edges[1:])
+    counts = np.asarray(st["score_hist"], dtype=float)
+    axes[0].bar(centers, counts, width=np.diff(edges), align="center")
+    axes[0].set(xscale="log", title=f"score histogram ({st['score_zero']} zero)", xlabel="importance score")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.asarray(st["p_sum_by_score_bin"]) / counts
+    shown = (counts > 0) & (mean_p > 0)
+    axes[1].plot(centers[shown], mean_p[shown], marker="o")
+    axes[1].set(title="inclusion probability vs score", xlabel="score", ylabel="mean p")
+    if shown.any():  # log axes need a positive point: an empty split, or one without records, has none
+        axes[1].set(xscale="log", yscale="log")
+    wedges = report_stats.WEIGHT_BINS
+    axes[2].bar(np.sqrt(wedges[:-1] * wedges[1:]), st["weight_hist"], width=np.diff(wedges))
+    axes[2].set(xscale="log", title="weights of kept examples (1/p)", xlabel="weight")
+    labels = ["0", "1"]
+    x = np.arange(2)
+    n_label = np.asarray(st["n_label"], dtype=float)
+    axes[3].bar(x - 0.27, n_label, 0.27, label="examples")
+    axes[3].bar(x, st["kept_label"], 0.27, label="selected")
+    axes[3].bar(x + 0.27, st["sum_w_label"], 0.27, label="weighted")
+    axes[3].set(xticks=x, xticklabels=labels, title="per-label counts", xlabel="label")
+    axes[3].legend(fontsize=8)
+    images = []
+    for fig, ax in zip(figures, axes):
+        images.append(f'<img alt="{html.escape(ax.get_title())}" src="data:image/png;base64,{_png(fig)}">')
+        plt.close(fig)
+    return "<div>" + " ".join(images) + "</div>"
+
+
+def _table(rows: list[tuple]) -> str:
+    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def render_html(report: dict, figures: dict) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>tfx-curator report</title><style>",
+        "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;margin:.5em 0}",
+        "th,td{border:1px solid #ccc;padding:2px 8px;text-align:left} .bad{color:#b00;font-weight:bold}",
+        "img{max-width:100%;height:auto} .ok{color:#070}",
+        "</style></head><body><h1>tfx-curator curation report</h1>",
+        report_verdict.verdict_html(report),
+        report_served.render_html(report),
+        "<h2>Options</h2>",
+        _table(sorted(report["options"].items())),
+    ]
+    for split, e in report["splits"].items():
+        acc = e["accounting"]
+        parts.append(f"<h2>Split {html.escape(split)}</h2>")
+        if not acc["holds"]:
+            parts.append("<p class='bad'>ACCOUNTING INVARIANT BROKEN</p>")
+        parts.append(
+            _table(
+                [
+                    ("examples read", acc["examples_read"]),
+                    ("selected", acc["selected"]),
+                    ("not selected", acc["not_selected"]),
+                    ("rejected", acc["rejected"]),
+                    (
+                        "without forward record",
+                        f"{e['examples_without_record']} (policy {e['missing_record_policy']})",
+                    ),
+                    ("duplicate records", f"{e['duplicate_records']} (policy {e['duplicate_policy']})"),
+                    (
+                        "budget asked / expected / achieved",
+                        f"{e['budget']['asked']:.6g} / "
+                        f"{e['budget']['expected']:.6g} / {e['budget']['achieved']}",
+                    ),
+                    ("effective sample size", e["effective_sample_size"]),
+                    ("estimator error ratio vs uniform", e["estimator_error"]["ratio_vs_uniform"]),
+                    ("sum of weights / examples read", f"{e['weights']['sum']:.6g} / {acc['examples_read']}"),
+                    ("max weight", e["weights"]["max"]),
+                    ("corrupt files skipped", len(e["corrupt_files"])),
+                    ("notes", "; ".join(e["notes"]) or "none"),
+                ]
+            )
+        )
+        parts.append(report_verdict.split_tables(e))
+        parts.append(_plots(figures["splits"][split]))
+        unb = e.get("unbiasedness")
+        if unb:
+            parts.append(
+                "<h3>Unbiasedness (TFDV): raw vs curated</h3><table><tr><th>feature</th><th>distance</th>"
+                "<th>raw vs weighted</th><th>raw vs unweighted</th><th>noise (95%)</th><th>verdict</th></tr>"
+            )
+            for r in unb["features"]:
+                flag = "<span class='bad'>MISMATCH</span>" if r["mismatch"] else "ok"
+                parts.append(
+                    f"<tr><td>{html.escape(r['feature'])}</td><td>{r['distance']}</td>"
+                    f"<td>{r['raw_vs_weighted']:.4f}</td><td>{r['raw_vs_unweighted']:.4f}</td>"
+                    f"<td>{r['noise_95']:.4f}</td><td>{flag}</td></tr>"
+                )
+            parts.append("</table>")
+    fr = report["forward_records"]
+    parts.append("<h2>Forward records</h2>")
+    parts.append(
+        _table(
+            [
+                ("format", f"{fr.get('format', '')} ({fr.get('format_detection', '')})"),
+                ("decoded", fr["decoded"]),
+                ("orphans (no example)", fr["orphans"]),
+                ("rejected", fr["rejected"]),
+            ]
+        )
+    )
+    parts.append(
+        report_verdict.mapping_table(
+            "Forward-record rejects by reason", ("reason", "records"), fr["rejects_by_reason"]
+        )
+    )
+    parts.append("</body></html>")
+    return "".join(parts)

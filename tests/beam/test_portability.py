@@ -1,0 +1,178 @@
+"""Runner portability: the curator's Beam job selects the same examples with the same weights on
+DirectRunner in_memory, DirectRunner multi_processing and PortableRunner against Beam's local job service
+(the portability API that Flink, Spark and Dataflow implement), and on re-runs.
+
+The data has what makes a distributed run differ from a local one if anything depends on bundling or
+ordering: many windows (mode window), records without examples, duplicate records with later timestamps,
+examples without records, and rejects. Curated files must be byte-identical (sorted); report figures equal,
+floats to 1e-9 relative (a sum of weights depends on the order a runner merges partial sums in).
+"""
+
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import helpers
+import pytest
+
+from tfx_curator.components.curator.beam import job
+from tfx_curator.components.curator.options import CurationOptions
+
+N = 3000
+# window: per-window thresholds (the paper's approximation); global: one threshold from a combined score
+# summary, passed to the sampling step as a side input.
+OPTIONS = {
+    mode: CurationOptions(
+        budget=0.2, mode=mode, window_size=400, strategy="loss", mix=0.3, seed=17, duplicate_policy="latest"
+    )
+    for mode in ("window", "global")
+}
+IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+MULTI_PROCESSING = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+TIMINGS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("portability"))
+    data = helpers.write_synthetic(root, N, seed=21, missing=0.1)
+    ids, _, preds, norms = data["train"]
+    extra = [helpers.make_record(i, 0.9, 1.0, 2000, b"2") for i in ids[:300:3]]  # later duplicates win
+    extra += [helpers.make_record(f"orphan-{k}".encode(), 0.5, 1.0, 1000) for k in range(40)]
+    extra += [helpers.make_record(b"bad-prediction", 1.5, 1.0, 1000)]  # rejected: not a probability
+    helpers.write_tfrecords(os.path.join(root, "records", "records-extra.gz"), extra)
+    helpers.write_tfrecords(
+        os.path.join(root, "examples", "Split-train", "data-extra.gz"),
+        [helpers.make_example(None, 1, x=1.0), helpers.make_example(b"no-label")],  # rejected
+    )
+    return {
+        "examples": {"train": os.path.join(root, "examples", "Split-train", "*")},
+        "records": os.path.join(root, "records", "*.gz"),
+    }
+
+
+def _run(inputs, out: str, beam_args: list[str], label: str, mode: str = "window") -> dict:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    start = time.time()
+    report = job.run(
+        lambda: beam.Pipeline(options=PipelineOptions(beam_args)),
+        inputs["examples"],
+        inputs["records"],
+        OPTIONS[mode],
+        os.path.join(out, "curated"),
+        os.path.join(out, "report"),
+    )
+    TIMINGS[f"{label} [{mode}]"] = time.time() - start
+    print(f"[portability] {label} [{mode}]: {time.time() - start:.1f}s")
+    curated = sorted(
+        helpers.read_tfrecords(os.path.join(out, "curated", "Split-train", "data_tfrecord-*.gz"))
+    )
+    split = report["splits"]["train"]
+    return {
+        "curated": curated,
+        "accounting": split["accounting"],
+        "figures": {k: split[k] for k in ("budget", "effective_sample_size", "rejects_by_reason", "labels")},
+        "records": report["forward_records"],
+        "unbiasedness": split.get("unbiasedness"),
+    }
+
+
+def _close(a, b, path="") -> None:
+    """Equal, except floats: sums of weights depend on the order a runner merges partial sums in."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), path
+        for k in a:
+            _close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, float) and not isinstance(b, bool) and isinstance(b, (int, float)):
+        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), f"{path}: {a} != {b}"
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert len(a["curated"]) == len(b["curated"])
+    assert a["curated"] == b["curated"], "curated examples differ (ids, weights or bytes)"
+    assert a["accounting"] == b["accounting"]
+    assert a["records"] == b["records"]
+    _close(a["figures"], b["figures"], "report")
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tmp_path_factory):
+    """reference(mode): the in_memory DirectRunner result every other run must reproduce (run once)."""
+    results = {}
+
+    def get(mode: str) -> dict:
+        if mode not in results:
+            out = str(tmp_path_factory.mktemp(f"in_memory_{mode}"))
+            result = _run(inputs, out, IN_MEMORY, "in_memory", mode)
+            acc = result["accounting"]
+            assert acc["holds"] and acc["examples_read"] == N + 2 and acc["rejected"] == 2
+            assert 0.1 * N < acc["selected"] < 0.3 * N
+            assert result["records"]["orphans"] == 40 and result["records"]["rejected"] == 1
+            assert result["unbiasedness"] is not None
+            results[mode] = result
+        return results[mode]
+
+    return get
+
+
+def test_in_memory_rerun_is_identical(inputs, reference, tmp_path):
+    _assert_same(reference("window"), _run(inputs, str(tmp_path), IN_MEMORY, "in_memory re-run"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["window", "global"])
+def test_multi_processing_is_identical(inputs, reference, tmp_path, mode):
+    _assert_same(reference(mode), _run(inputs, str(tmp_path), MULTI_PROCESSING, "multi_processing", mode))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def job_service(tmp_path_factory):
+    """Beam's local job service (the portability job API) in a subprocess; yields its endpoint."""
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("job_service") / "job_service.log", "w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", f"--port={port}"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.time() + helpers.HANG_GUARD_S
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"job service exited with {proc.returncode}:\n{log.read()[-3000:]}")
+            try:
+                socket.create_connection(("localhost", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    pytest.fail(f"job service did not start listening within {helpers.HANG_GUARD_S} s")
+                time.sleep(0.5)
+        yield f"localhost:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["window", "global"])
+def test_portable_runner_is_identical(inputs, reference, job_service, tmp_path, mode):
+    args = ["--runner=PortableRunner", f"--job_endpoint={job_service}", "--environment_type=LOOPBACK"]
+    _assert_same(reference(mode), _run(inputs, str(tmp_path), args, "PortableRunner LOOPBACK", mode))
