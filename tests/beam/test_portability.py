@@ -1,6 +1,8 @@
 """Runner portability: the curator's Beam job selects the same examples with the same weights on
 DirectRunner in_memory, DirectRunner multi_processing and PortableRunner against Beam's local job service
-(the portability API that Flink, Spark and Dataflow implement), and on re-runs.
+(the portability API that Flink, Spark and Dataflow implement) with LOOPBACK workers and with EXTERNAL
+workers from an SDK worker pool (how Flink and Spark run Python), on Flink when a Beam Flink job-server jar
+is given, and on re-runs.
 
 The data has what makes a distributed run differ from a local one if anything depends on bundling or
 ordering: many windows (mode window), records without examples, duplicate records with later timestamps,
@@ -8,8 +10,10 @@ examples without records, and rejects. Curated files must be byte-identical (sor
 floats to 1e-9 relative (a sum of weights depends on the order a runner merges partial sums in).
 """
 
+import contextlib
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -138,37 +142,78 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def job_service(tmp_path_factory):
-    """Beam's local job service (the portability job API) in a subprocess; yields its endpoint."""
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("job_service") / "job_service.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", f"--port={port}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+def _venv_env() -> dict:
+    """This interpreter's bin first on PATH: the worker pool starts SDK workers as plain `python`."""
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+@contextlib.contextmanager
+def _service(name: str, cmd: list[str], port: int, log_dir, env: dict | None = None, stop=signal.SIGTERM):
+    """Run `cmd` in its own process group until it listens on `port`; on exit send it `stop`, then end
+    whatever of its group outlives a grace period (workers it started)."""
+    log = open(log_dir / f"{name}.log", "w+")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         deadline = time.time() + helpers.HANG_GUARD_S
         while True:
             if proc.poll() is not None:
                 log.seek(0)
-                pytest.fail(f"job service exited with {proc.returncode}:\n{log.read()[-3000:]}")
+                pytest.fail(f"{name} exited with {proc.returncode}:\n{log.read()[-3000:]}")
             try:
                 socket.create_connection(("localhost", port), timeout=1).close()
                 break
             except OSError:
                 if time.time() > deadline:
-                    pytest.fail(f"job service did not start listening within {helpers.HANG_GUARD_S} s")
+                    pytest.fail(f"{name} did not start listening within {helpers.HANG_GUARD_S} s")
                 time.sleep(0.5)
-        yield f"localhost:{port}"
+        yield proc
     finally:
-        proc.terminate()
+        _stop(proc, stop)
+        log.close()
+
+
+def _stop(proc: subprocess.Popen, stop: int, grace_s: float = 30) -> None:
+    if proc.poll() is None:
+        proc.send_signal(stop)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             proc.kill()
-        log.close()
+            proc.wait()
+    for sig in (signal.SIGTERM, signal.SIGKILL):  # the group's leftovers (leader already reaped)
+        deadline = time.time() + grace_s
+        try:
+            os.killpg(proc.pid, sig)
+            while time.time() < deadline:
+                time.sleep(0.2)
+                os.killpg(proc.pid, 0)  # raises once no process of the group is left
+        except ProcessLookupError:
+            return
+
+
+@pytest.fixture(scope="module")
+def job_service(tmp_path_factory):
+    """Beam's local job service (the portability job API) in a subprocess; yields its endpoint."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", f"--port={port}"]
+    with _service("job_service", cmd, port, tmp_path_factory.mktemp("job_service")):
+        yield f"localhost:{port}"
+
+
+@pytest.fixture(scope="module")
+def worker_pool(tmp_path_factory):
+    """Beam's SDK worker pool (what a Flink or Spark task manager's Python sidecar runs); yields its address.
+
+    Each worker a runner asks for is a separate `python` process (the first on PATH) started by the pool.
+    Beam's local job service asks for one per job (it ignores --direct_num_workers)."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"]
+    log_dir = tmp_path_factory.mktemp("worker_pool")
+    # SIGINT: the pool stops serving, then stops and reaps its workers (atexit)
+    with _service("worker_pool", cmd, port, log_dir, env=_venv_env(), stop=signal.SIGINT):
+        yield f"localhost:{port}"
 
 
 @pytest.mark.slow
@@ -176,3 +221,20 @@ def job_service(tmp_path_factory):
 def test_portable_runner_is_identical(inputs, reference, job_service, tmp_path, mode):
     args = ["--runner=PortableRunner", f"--job_endpoint={job_service}", "--environment_type=LOOPBACK"]
     _assert_same(reference(mode), _run(inputs, str(tmp_path), args, "PortableRunner LOOPBACK", mode))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(helpers.HANG_GUARD_S)
+@pytest.mark.parametrize("mode", ["window", "global"])
+def test_portable_runner_external_workers_is_identical(
+    inputs, reference, job_service, worker_pool, tmp_path, mode
+):
+    """The job's Python code in an SDK worker process started by an external pool, as Flink and Spark run it:
+    elements, side inputs and state cross the Fn API between the job service and that process."""
+    args = [
+        "--runner=PortableRunner",
+        f"--job_endpoint={job_service}",
+        "--environment_type=EXTERNAL",
+        f"--environment_config={worker_pool}",
+    ]
+    _assert_same(reference(mode), _run(inputs, str(tmp_path), args, "PortableRunner EXTERNAL", mode))
