@@ -13,6 +13,7 @@ floats to 1e-9 relative (a sum of weights depends on the order a runner merges p
 import contextlib
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -136,10 +137,13 @@ def test_multi_processing_is_identical(inputs, reference, tmp_path, mode):
     _assert_same(reference(mode), _run(inputs, str(tmp_path), MULTI_PROCESSING, "multi_processing", mode))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int = 1) -> list[int]:
+    """n distinct free ports (all held open while picking)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("localhost", 0))
+        return [s.getsockname()[1] for s in socks]
 
 
 def _venv_env() -> dict:
@@ -196,7 +200,7 @@ def _stop(proc: subprocess.Popen, stop: int, grace_s: float = 30) -> None:
 @pytest.fixture(scope="module")
 def job_service(tmp_path_factory):
     """Beam's local job service (the portability job API) in a subprocess; yields its endpoint."""
-    port = _free_port()
+    (port,) = _free_ports()
     cmd = [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", f"--port={port}"]
     with _service("job_service", cmd, port, tmp_path_factory.mktemp("job_service")):
         yield f"localhost:{port}"
@@ -208,7 +212,7 @@ def worker_pool(tmp_path_factory):
 
     Each worker a runner asks for is a separate `python` process (the first on PATH) started by the pool.
     Beam's local job service asks for one per job (it ignores --direct_num_workers)."""
-    port = _free_port()
+    (port,) = _free_ports()
     cmd = [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"]
     log_dir = tmp_path_factory.mktemp("worker_pool")
     # SIGINT: the pool stops serving, then stops and reaps its workers (atexit)
@@ -238,3 +242,105 @@ def test_portable_runner_external_workers_is_identical(
         f"--environment_config={worker_pool}",
     ]
     _assert_same(reference(mode), _run(inputs, str(tmp_path), args, "PortableRunner EXTERNAL", mode))
+
+
+FLINK_JAR_ENV = "TFX_CURATOR_FLINK_JOB_SERVER_JAR"
+
+
+def _flink_job_server_jar() -> str:
+    """The jar FLINK_JAR_ENV names; skip without one (Flink job servers come only from Maven), fail if the
+    one named cannot run."""
+    jar = os.environ.get(FLINK_JAR_ENV)
+    if not jar:
+        pytest.skip(
+            f"{FLINK_JAR_ENV} is not set: point it at a Beam Flink job-server jar of this Beam version "
+            "(e.g. beam-runners-flink-1.18-job-server-2.59.0.jar from Maven Central) to run on Flink"
+        )
+    if not os.path.isfile(jar):
+        pytest.fail(f"{FLINK_JAR_ENV}={jar} is not a file")
+    if shutil.which("java") is None:
+        pytest.fail(f"{FLINK_JAR_ENV} is set but java is not on PATH (the job server is a Java program)")
+    return jar
+
+
+def _flink_job_server_command(
+    jar: str, job_port: int, artifact_port: int, expansion_port: int, artifacts_dir: str
+):
+    """The command Beam's own FlinkRunner runs for --flink_job_server_jar, on an embedded Flink cluster."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.portability.flink_runner import FlinkJarJobServer
+
+    options = PipelineOptions(
+        [
+            f"--flink_job_server_jar={jar}",
+            "--flink_master=[local]",
+            f"--job_port={job_port}",
+            f"--artifact_port={artifact_port}",
+            f"--expansion_port={expansion_port}",
+            f"--artifacts_dir={artifacts_dir}",
+        ]
+    )
+    cmd, endpoint = FlinkJarJobServer(options).subprocess_cmd_and_endpoint()
+    assert endpoint == f"localhost:{job_port}", endpoint
+    return [str(arg) for arg in cmd]
+
+
+def test_flink_job_server_command(tmp_path):
+    jar = tmp_path / "beam-runners-flink-1.18-job-server-2.59.0.jar"
+    jar.write_bytes(b"")
+    assert _flink_job_server_command(str(jar), 8099, 8098, 8097, "/arts") == [
+        "java",
+        "-jar",
+        str(jar),
+        "--flink-master",
+        "[local]",
+        "--artifacts-dir",
+        "/arts",
+        "--job-port",
+        "8099",
+        "--artifact-port",
+        "8098",
+        "--expansion-port",
+        "8097",
+    ]
+
+
+def test_flink_runs_only_with_a_usable_jar(tmp_path, monkeypatch):
+    monkeypatch.delenv(FLINK_JAR_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception, match=FLINK_JAR_ENV):
+        _flink_job_server_jar()
+    monkeypatch.setenv(FLINK_JAR_ENV, str(tmp_path / "missing.jar"))
+    with pytest.raises(pytest.fail.Exception, match="is not a file"):
+        _flink_job_server_jar()
+    (tmp_path / "job-server.jar").write_bytes(b"")
+    monkeypatch.setenv(FLINK_JAR_ENV, str(tmp_path / "job-server.jar"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no java
+    with pytest.raises(pytest.fail.Exception, match="java is not on PATH"):
+        _flink_job_server_jar()
+
+
+@pytest.fixture(scope="module")
+def flink_job_server(tmp_path_factory):
+    """Beam's Flink job server from the jar FLINK_JAR_ENV names, on an embedded Flink cluster; yields its
+    job endpoint (the artifact endpoint is announced through it)."""
+    jar = _flink_job_server_jar()
+    job_port, artifact_port, expansion_port = _free_ports(3)
+    log_dir = tmp_path_factory.mktemp("flink_job_server")
+    cmd = _flink_job_server_command(jar, job_port, artifact_port, expansion_port, str(log_dir / "artifacts"))
+    with _service("flink_job_server", cmd, job_port, log_dir):
+        yield f"localhost:{job_port}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(helpers.HANG_GUARD_S)
+@pytest.mark.parametrize("mode", ["window", "global"])
+def test_flink_is_identical(flink_job_server, worker_pool, inputs, reference, tmp_path, mode):
+    """Flink with parallelism 2, the job's Python code in SDK workers from the external pool."""
+    args = [
+        "--runner=PortableRunner",
+        f"--job_endpoint={flink_job_server}",
+        "--environment_type=EXTERNAL",
+        f"--environment_config={worker_pool}",
+        "--parallelism=2",
+    ]
+    _assert_same(reference(mode), _run(inputs, str(tmp_path), args, "Flink EXTERNAL", mode))
