@@ -23,11 +23,11 @@ Horvitz-Thompson estimate of the number of examples the curated split stands for
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 
 import tensorflow as tf
+from absl import logging
 
 from tfx_curator.pipelines import model as model_lib
 

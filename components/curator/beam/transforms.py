@@ -14,13 +14,13 @@ joined rows it already holds (quality.py): no second pass over the data.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import os
 from collections.abc import Sequence
 
 import apache_beam as beam
 import numpy as np
+from absl import logging
 from apache_beam.metrics import Metrics
 
 from tfx_curator.components.curator import options as options_lib
