@@ -102,6 +102,25 @@ def test_help_text_is_the_options_field_metadata():
         assert strategy in helps["strategy"]
 
 
+def test_flags_help_and_options_import_neither_tensorflow_beam_nor_tfx():
+    """Bad options fail at once: the parsers (the CLI's and the Kubeflow compiler's), their help and the
+    options need none of the heavy libraries (the CLI's record helpers live outside the Beam module)."""
+    code = (
+        "import sys\n"
+        "from tfx_curator.kubeflow import runner\n"
+        "from tfx_curator.pipelines import cli\n"
+        "runner.build_parser().format_help()\n"
+        "args = cli.build_parser().parse_args(['validate-records', '--records', 'r', '--hidden-norm-key', 'none'])\n"
+        "assert cli.options_from_args(args, cli.VALIDATE_FIELDS).record_config_args()['hidden_norm_key'] is None\n"
+        "print(sorted(m for m in ('tensorflow', 'apache_beam', 'tfx') if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=helpers.HANG_GUARD_S
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 def test_defaults_are_the_options_defaults():
     args = cli.build_parser().parse_args(["curate", "--examples", "e", "--records", "r", "--output", "o"])
     assert cli.options_from_args(args) == CurationOptions()
