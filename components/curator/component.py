@@ -1,4 +1,4 @@
-"""The Curator TFX component: spec wiring only (the work is in executor.py and the Beam job)."""
+"""The Curator TFX component: wiring only (its contract is in spec.py, the work in executor.py and the Beam job)."""
 
 from __future__ import annotations
 

@@ -39,8 +39,8 @@ def _parameter_types() -> dict[str, tuple[type, bool]]:
         if isinstance(hint, types.UnionType) and type(None) in hint.__args__:
             (hint,) = [a for a in hint.__args__ if a is not type(None)]
             optional = True
-        if typing.get_origin(hint) is tuple:
-            hint = List[str]  # noqa: UP006 - the only tuple option is `splits`
+        if hint == tuple[str, ...]:
+            hint = List[str]  # noqa: UP006
         if hint not in (str, int, float, bool, List[str]):  # noqa: UP006
             raise TypeError(f"no execution-parameter type for CurationOptions.{f.name}: {hints[f.name]}")
         if optional and hint is not str and f.default is not None:
