@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile one continuous-training step (ExampleGen -> BulkInferrer or imported forward "
         "records -> Curator -> StatisticsGen -> Trainer -> Evaluator -> Pusher) to a Kubeflow Pipelines v2 "
         "PipelineJob JSON.",
-        formatter_class=cli._Formatter,
+        formatter_class=cli.HelpFormatter,
     )
     g = parser.add_argument_group("pipeline")
     g.add_argument("--image", required=True, help="image every step runs in (built from kubeflow/Dockerfile)")

@@ -7,15 +7,15 @@
 `<output>/Split-<split-name>/data_tfrecord-*.gz` and `<output>/report/<split-name>/` (report.json, report.html,
 rejects/, statistics/: the layout of the component's CurationReport artifact, one folder per split, so that
 splits curated by separate runs into one output keep their own reports). The whole output is written into
-`<output>.tmp-<id>` and published with one rename once the accounting check passed (publish.py). Every field of `CurationOptions` is a flag; its help text comes from the `CurationOptions` and
-`RecordConfig` docstrings, so flags and documentation cannot drift from the options themselves.
+`<output>.tmp-<id>` and published with one rename once the accounting check passed (publish.py). Every field
+of `CurationOptions` is a flag; its help text is the field's metadata, so flags and documentation cannot drift
+from the options themselves.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import logging
 import os
@@ -39,39 +39,11 @@ FLAG_NAMES = {
     "record_format": ("--records-format", "--record-format"),
     "splits": ("--split-name",),
 }
-CHOICES = {
-    "task": options_lib.TASKS,
-    "strategy": options_lib.STRATEGIES,
-    "mode": options_lib.MODES,
-    "missing_record_policy": options_lib.MISSING_RECORD_POLICIES,
-    "duplicate_policy": options_lib.DUPLICATE_POLICIES,
-    "record_format": options_lib.RECORD_FORMATS,
-}
 # Extra spellings that set a bool field to False.
 BOOL_ALIASES = {"compute_statistics": ("--no-statistics",)}
 # Help that must differ on the command line (the CLI curates one split per run).
 CLI_HELP = {
     "splits": "name of the split the --examples files belong to; output goes to <output>/Split-<name>/",
-    "id_feature": "feature holding the example id, in the examples and in plain forward records (in "
-    "PredictionLog records: in the logged request tf.Example, or see --record-id-output-key)",
-}
-# Help for fields that neither the CurationOptions nor the RecordConfig docstring documents.
-EXTRA_HELP = {
-    "label_feature": "feature holding the label in the examples (int or float, one value)",
-    "window_size": "examples per mini-batch window in mode 'window'",
-    "seed": "seed of the deterministic sampling hash (same seed and ids: same selection)",
-    "weight_feature": "feature added to every kept example, holding its weight 1/p",
-    "skip_corrupt_files": "skip unreadable or corrupt input files (counted in the report) instead of failing",
-    "record_id_output_key": "predict output holding the echoed example id (PredictionLog records)",
-}
-# CurationOptions field -> RecordConfig attribute documenting it.
-RECORD_CONFIG_FIELDS = {
-    "id_feature": "id_feature",
-    "record_id_output_key": "id_output_key",
-    "prediction_key": "prediction_key",
-    "hidden_norm_key": "hidden_norm_key",
-    "class_label": "class_label",
-    "task": "task",
 }
 
 
@@ -95,54 +67,9 @@ def one_line(error: BaseException) -> str:
     return re.sub(r"\s*\[while running '[^']*'\]\s*$", "", text).strip()
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Help text from docstrings
-# ---------------------------------------------------------------------------------------------------------
-
-
-def docstring_entries(doc: str | None) -> dict[str, str]:
-    """`name: text` entries of a docstring (continuation lines indented deeper), joined into one line each."""
-    doc = inspect.cleandoc(doc or "")
-    entries: dict[str, str] = {}
-    current, indent = None, None
-    for line in doc.splitlines():
-        m = re.match(r"^(\s*)([a-z_][a-z0-9_]*): (.*)$", line)
-        if m and (indent is None or len(m.group(1)) <= indent):
-            current, indent = m.group(2), len(m.group(1))
-            entries[current] = m.group(3).strip()
-        elif current and line.strip() and len(line) - len(line.lstrip()) > indent:
-            entries[current] += " " + line.strip()
-        else:
-            current = None if not line.strip() else current
-    return entries
-
-
-def _class_docstring(module: str, class_name: str) -> str:
-    """A class's docstring read from its module's source, without importing it (records.py imports TF)."""
-    import ast
-    import importlib.util
-
-    origin = importlib.util.find_spec(module).origin
-    with open(origin, encoding="utf-8") as f:
-        tree = ast.parse(f.read())
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == class_name:
-            return ast.get_docstring(node) or ""
-    raise LookupError(f"{module}.{class_name} not found")
-
-
 def field_help() -> dict[str, str]:
-    """Help for every CurationOptions field: CLI_HELP, else the CurationOptions docstring, else the
-    RecordConfig docstring (the record fields), else EXTRA_HELP."""
-    own = docstring_entries(CurationOptions.__doc__)
-    record = docstring_entries(
-        _class_docstring("tfx_curator.components.curator.reading.records", "RecordConfig")
-    )
-    out = {}
-    for f in dataclasses.fields(CurationOptions):
-        text = CLI_HELP.get(f.name) or own.get(f.name) or record.get(RECORD_CONFIG_FIELDS.get(f.name, ""))
-        out[f.name] = text or EXTRA_HELP.get(f.name, "")
-    return out
+    """Help for every CurationOptions field: CLI_HELP, else the field's help metadata."""
+    return {name: CLI_HELP.get(name) or options_lib.option_help(name) for name in options_lib.FIELDS}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -184,7 +111,7 @@ def _converter(field: dataclasses.Field):
 
 def add_option_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
     """One flag per CurationOptions field (or per field in `only`), default and help from the dataclass."""
-    helps = field_help()
+    helps = {name: text.replace("%", "%%") for name, text in field_help().items()}  # argparse formats help
     group = parser.add_argument_group("curation options (CurationOptions; validated before the job starts)")
     for f in dataclasses.fields(CurationOptions):
         if only is not None and f.name not in only:
@@ -205,8 +132,8 @@ def add_option_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] | No
                 )
             continue
         kwargs = {"dest": f.name, "default": f.default, "type": _converter(f)}
-        if f.name in CHOICES:
-            kwargs["choices"] = CHOICES[f.name]
+        if f.name in options_lib.CHOICES:
+            kwargs["choices"] = options_lib.CHOICES[f.name]
         else:
             kwargs["metavar"] = f.name.upper()
         if "None" in str(f.type):
@@ -439,10 +366,10 @@ VALIDATE_FIELDS = ("id_feature", "prediction_key", "hidden_norm_key", "task")
 def cmd_validate_records(args: argparse.Namespace) -> int:
     options = options_from_args(args, VALIDATE_FIELDS)
     _glob_or_fail(args.records, "--records")
-    from tfx_curator.components.curator.beam import transforms
     from tfx_curator.components.curator.reading import records
 
-    anomalies = records.validate_plain_records(args.records, transforms.record_config(options))
+    config = records.RecordConfig(**options.record_config_args())
+    anomalies = records.validate_plain_records(args.records, config)
     if anomalies.anomaly_info:
         for name, info in sorted(anomalies.anomaly_info.items()):
             print(f"[{PROG}] ANOMALY {name}: {info.short_description} - {info.description}")
@@ -457,7 +384,9 @@ def cmd_validate_records(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------------------
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help of the tfx-curator commands (and the Kubeflow compiler's): descriptions as written, 110 columns."""
+
     def __init__(self, prog):
         super().__init__(prog, max_help_position=34, width=110)
 
@@ -486,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Curate served examples by importance sampling on their forward records "
         "(Dong et al. 2021, 'One Backward from Ten Forward').",
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -498,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         "probabilities under the budget (water-filling), sample deterministically and write the kept "
         "examples with weight 1/p, plus the curation report. Same Beam job as the Curator component.",
         epilog=CURATE_EPILOG,
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     io = curate.add_argument_group("inputs and outputs")
     io.add_argument(
@@ -533,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="check plain-format forward records against the forward-record schema with TFDV",
         description="Compute TFDV statistics of plain forward records and validate them against "
         "schemas/forward_record.pbtxt (feature names from the flags below). Exit code 1 on anomalies.",
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     validate.add_argument("--records", required=True, metavar="GLOB", help="plain forward-record files")
     validate.add_argument("--debug", action="store_true", help="print the traceback of data errors")

@@ -1,75 +1,18 @@
-"""The Curator TFX component: spec wiring only (the work is in executor.py and the Beam job)."""
+"""The Curator TFX component: wiring only (its contract is in spec.py, the work in executor.py and the Beam job)."""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, List  # noqa: UP035 - TFX checks parameters against typing generics
+from typing import Any
 
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
-from tfx.types.artifact import Artifact
-from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from tfx_curator.components.curator import executor
 from tfx_curator.components.curator.options import CurationOptions
+from tfx_curator.components.curator.spec import CurationReport, CuratorSpec, to_exec_properties
 
-EXAMPLES_KEY = "examples"
-INFERENCE_RESULT_KEY = "inference_result"
-FORWARD_RECORDS_KEY = "forward_records"
-PREVIOUS_REPORT_KEY = "previous_report"
-CURATED_EXAMPLES_KEY = "curated_examples"
-CURATION_REPORT_KEY = "curation_report"
-
-
-class CurationReport(Artifact):
-    """report.json / report.html, rejects/ and TFDV statistics of one curation run."""
-
-    TYPE_NAME = "tfx_curator.CurationReport"
-
-
-_PARAMETER_TYPES = {
-    "max_weight": float,
-    "splits": List[str],  # noqa: UP006
-    "hidden_norm_key": str,
-    "record_id_output_key": str,
-}
-
-
-def _parameters() -> dict[str, ExecutionParameter]:
-    params = {}
-    for f in dataclasses.fields(CurationOptions):
-        typ = (
-            _PARAMETER_TYPES.get(f.name)
-            or {"int": int, "float": float, "str": str, "bool": bool}[str(f.type)]
-        )
-        params[f.name] = ExecutionParameter(type=typ, optional=True)
-    return params
-
-
-def _as_parameter(name: str, value):
-    """Values as the spec's declared types: a count budget given as an int is still a float parameter."""
-    if name == "splits":
-        return list(value)
-    if CuratorSpec.PARAMETERS[name].type is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-class CuratorSpec(ComponentSpec):
-    """Curator: examples + forward records -> curated, weighted examples and a curation report."""
-
-    PARAMETERS = _parameters()
-    INPUTS = {
-        EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
-        INFERENCE_RESULT_KEY: ChannelParameter(type=standard_artifacts.InferenceResult, optional=True),
-        FORWARD_RECORDS_KEY: ChannelParameter(type=standard_artifacts.Examples, optional=True),
-        PREVIOUS_REPORT_KEY: ChannelParameter(type=CurationReport, optional=True),
-    }
-    OUTPUTS = {
-        CURATED_EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
-        CURATION_REPORT_KEY: ChannelParameter(type=CurationReport),
-    }
+__all__ = ["CurationReport", "Curator", "CuratorSpec"]
 
 
 class Curator(base_beam_component.BaseBeamComponent):
@@ -95,7 +38,7 @@ class Curator(base_beam_component.BaseBeamComponent):
     trainer = Trainer(examples=curator.outputs["curated_examples"], ...)  # reads `sample_weight`
     ```
 
-    Every parameter of `CurationOptions` (options.py documents them) is a keyword argument; they are
+    Every field of `CurationOptions` (options.py, with its help text) is a keyword argument; they are
     validated when the component is built.
     """
 
@@ -116,8 +59,7 @@ class Curator(base_beam_component.BaseBeamComponent):
             )
         if inference_result is not None:
             options.setdefault("record_format", "predictionlog")
-        CurationOptions.from_dict(options)  # clear errors now, not at run time
-        params = {k: _as_parameter(k, v) for k, v in options.items() if v is not None}
+        params = to_exec_properties(CurationOptions.from_dict(options), options)  # clear errors now
         spec = CuratorSpec(
             examples=examples,
             inference_result=inference_result,

@@ -2,49 +2,32 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 from typing import Any
 
+import tensorflow as tf
 from absl import logging
 from tfx import types
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
-from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from tfx_curator.components.curator import publish
 from tfx_curator.components.curator.beam import job, transforms
-from tfx_curator.components.curator.options import CurationOptions
+from tfx_curator.components.curator.spec import (
+    CURATED_EXAMPLES_KEY,
+    CURATION_REPORT_KEY,
+    EXAMPLES_KEY,
+    FORWARD_RECORDS_KEY,
+    INFERENCE_RESULT_KEY,
+    PREVIOUS_REPORT_KEY,
+    options_from_exec_properties,
+)
 
-EXAMPLES_KEY = "examples"
-INFERENCE_RESULT_KEY = "inference_result"
-FORWARD_RECORDS_KEY = "forward_records"
-PREVIOUS_REPORT_KEY = "previous_report"
-CURATED_EXAMPLES_KEY = "curated_examples"
-CURATION_REPORT_KEY = "curation_report"
 CURATED_FILE_FORMAT = "tfrecords_gzip"
 # Headline figures of the served model set as custom properties of the CurationReport (ML Metadata, Kubeflow UI).
 SERVED_PROPERTIES = ("auc", "log_loss", "calibration", "label_rate", "rmse", "mae")
-
-
-def options_from_exec_properties(exec_properties: dict[str, Any]) -> CurationOptions:
-    """CurationOptions from TFX execution properties (lists may arrive JSON-encoded, bools as ints)."""
-    fields = {f.name: f for f in dataclasses.fields(CurationOptions)}
-    values = {}
-    for name, value in exec_properties.items():
-        if name not in fields or value is None:
-            continue
-        if name == "splits" and isinstance(value, str):
-            value = json.loads(value)
-        elif fields[name].type == "bool":
-            value = bool(value)
-        elif fields[name].type == "int" and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        values[name] = value
-    return CurationOptions.from_dict(values)
 
 
 def split_file_patterns(examples: types.Artifact, splits) -> dict[str, str]:
@@ -160,8 +143,8 @@ def set_served_model_properties(report: types.Artifact, result: dict, splits) ->
 def copy_split(source: types.Artifact, split: str, dst: str) -> None:
     """Copy an uncurated split's files unchanged into the folder `dst`."""
     src = artifact_utils.get_split_uri([source], split)
-    fileio.makedirs(dst)
-    for name in fileio.listdir(src):
+    tf.io.gfile.makedirs(dst)
+    for name in tf.io.gfile.listdir(src):
         path = os.path.join(src, name)
-        if not fileio.isdir(path):
-            fileio.copy(path, os.path.join(dst, name), overwrite=True)
+        if not tf.io.gfile.isdir(path):
+            tf.io.gfile.copy(path, os.path.join(dst, name), overwrite=True)

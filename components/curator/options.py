@@ -22,93 +22,176 @@ MISSING_RECORD_POLICIES = ("uniform", "drop", "keep")
 DUPLICATE_POLICIES = ("latest", "mean", "max")
 AUTO_FORMAT = "auto"
 RECORD_FORMATS = (AUTO_FORMAT, "predictionlog", "plain")
+# The options that take one of a fixed set of values (checked by `validate`, offered as choices by the CLI).
+CHOICES = {
+    "task": TASKS,
+    "strategy": STRATEGIES,
+    "mode": MODES,
+    "missing_record_policy": MISSING_RECORD_POLICIES,
+    "duplicate_policy": DUPLICATE_POLICIES,
+    "record_format": RECORD_FORMATS,
+}
+
+
+# Short notes on each strategy for the `strategy` help (a strategy without a note is listed by name).
+STRATEGY_NOTES = {
+    "loss": "importance sampling on the loss, water-filled to the budget",
+    "grad_norm": "importance sampling on the gradient-norm estimate, water-filled to the budget",
+    "uniform": "every example with the budget rate",
+    "negative_downsampling": "positives kept, negatives sampled",
+    "top_k": "the highest scores, deterministic, unweighted, biased",
+    "full": "everything, weight 1",
+    "stratified_loss": "label-aware water-filling: every positive kept with p = 1 when the budget allows, the "
+    "negatives water-filled on the loss with the rest; one joint water level otherwise; binary tasks only",
+    "stratified_grad_norm": "stratified_loss on the gradient-norm estimate",
+    "balanced_loss": "water-filling on the class-normalised loss s / N_class: the minimum-variance estimate of "
+    "the class-balanced loss, a rare class kept far more often in proportion to its loss; binary tasks only",
+    "balanced_grad_norm": "balanced_loss on the gradient-norm estimate",
+}
+
+
+def choices_help(intro: str, choices: tuple[str, ...], notes: dict[str, str]) -> str:
+    """`intro` followed by every choice, with its note when it has one."""
+    return intro + " " + "; ".join(f"{c} ({notes[c]})" if c in notes else c for c in choices)
+
+
+def _option(default, text: str):
+    """A CurationOptions field: its default, and its help text (shown by the CLI) as metadata."""
+    return dataclasses.field(default=default, metadata={"help": text})
 
 
 @dataclasses.dataclass(frozen=True)
 class CurationOptions:
     """Everything that decides which examples are kept and how they are weighted.
 
-    budget: a rate in [0, 1] (fraction of each curated split), or an integer > 1 (expected count per split).
-    strategy: loss / grad_norm (importance sampling on that signal, water-filled to the budget), uniform,
-        negative_downsampling (positives kept, negatives sampled), top_k (deterministic, unweighted, biased),
-        full (everything, weight 1), stratified_loss / stratified_grad_norm (label-aware water-filling: every
-        positive kept with p = 1 when the budget allows, the negatives water-filled on the signal with the rest;
-        one joint water level otherwise; binary tasks only), balanced_loss / balanced_grad_norm (water-filling on
-        the class-normalised signal s / N_class: the minimum-variance estimate of the class-balanced loss; a rare
-        class is kept far more often, in proportion to its loss; binary tasks only).
-    mode: window (the paper's mini-batch approximation: water-filling within random mini-batches of about
-        `window_size` examples, chosen by a hash of (seed, id)) or global (exact two-pass: a mergeable score summary
-        solves one threshold for the whole split).
-    p_min: floor on every inclusion probability (bounds weights by 1/p_min; guards against label noise).
-    mix: defensive mixture `p = (1 - mix) * p_IS + mix * rate`; bounds weights by 1/(mix * rate).
-    max_weight: cap on 1/p (None: no cap). A cap trades a little bias for less variance.
-    missing_record_policy: examples without a forward record are sampled uniformly at the budget rate
-        (`uniform`), never kept (`drop`, counted as not selected) or always kept with weight 1 (`keep`).
-    duplicate_policy: several records for one id: the `latest` by timestamp, the `mean` prediction and hidden norm,
-        or the one with the `max` importance score.
-    splits: splits to curate; the others are copied unchanged.
-    skip_corrupt_files: a corrupt or truncated input file fails the run naming the file (False), or the rest of
-        that file is skipped and the file is listed in the report (True).
-    compute_statistics: TFDV statistics of the raw split and of the curated split (unweighted and weighted) and
-        the per-feature unbiasedness check in the report. Costs about as much as the selection itself.
-    record_format: forward-record format: plain tf.Example records, PredictionLog TFRecords, or auto (detected
-        from the first records; the report and the log say which).
-    max_missing_record_rate: the run fails when a larger share of a split's accepted examples has no forward
-        record (strategies that need scores): it is the sign of a wrong record format, id feature or records
-        file pattern, not of a serving path that logs most of its traffic. 1 accepts anything.
-    max_reject_rate: the run fails when a larger share of a split's examples, or of the forward records, is
-        rejected (a wrong id or label feature, or a wrong record format). 1 accepts anything.
-    drift_max_auc_change: with a previous report, flag the served model when its AUC on this span moved by
-        more than this (absolute) from the previous span's.
-    drift_max_calibration_change: with a previous report, flag the served model when its calibration (mean
-        prediction / mean label) moved by more than this (absolute) from the previous span's.
-    drift_max_psi: with a previous report, flag the served model when the population stability index of its
-        predictions (over the previous span's deciles) exceeds this.
+    Each field's help text is its metadata (`option_help(name)`); `tfx-curator curate --help` shows it.
     """
 
-    id_feature: str = "example_id"
-    label_feature: str = "label"
-    task: str = "binary"
-    budget: float = 0.1
-    strategy: str = "loss"
-    mode: str = "window"
-    window_size: int = 4096
-    p_min: float = 0.0
+    id_feature: str = _option(
+        "example_id",
+        "feature holding the example id, in the examples and in plain forward records (in PredictionLog "
+        "records: in the logged request tf.Example, or the predict output record_id_output_key); a single "
+        "bytes value, or a single int64 value read as its decimal digits",
+    )
+    label_feature: str = _option(
+        "label", "feature holding the label in the examples (int or float, one value)"
+    )
+    task: str = _option(
+        "binary", "binary: the prediction must be a probability in [0, 1]; regression: any finite float"
+    )
+    budget: float = _option(
+        0.1, "a rate in [0, 1] (fraction of each curated split), or an integer > 1 (expected count per split)"
+    )
+    strategy: str = _option("loss", choices_help("selection rule:", STRATEGIES, STRATEGY_NOTES))
+    mode: str = _option(
+        "window",
+        "window (the paper's mini-batch approximation: water-filling within random mini-batches of about "
+        "window_size examples, chosen by a hash of (seed, id)) or global (exact two-pass: a mergeable score "
+        "summary solves one threshold for the whole split)",
+    )
+    window_size: int = _option(4096, "examples per mini-batch window in mode 'window'")
+    p_min: float = _option(
+        0.0, "floor on every inclusion probability (bounds weights by 1/p_min; guards against label noise)"
+    )
     # chosen on the learning benchmark's selection steps (benchmarks/results/learning_summary.md)
-    mix: float = 0.1
-    max_weight: float | None = None
-    seed: int = 0
-    weight_feature: str = "sample_weight"
-    missing_record_policy: str = "uniform"
-    duplicate_policy: str = "latest"
-    splits: tuple[str, ...] = ("train",)
-    record_format: str = AUTO_FORMAT
-    prediction_key: str = "prediction"
-    hidden_norm_key: str | None = "hidden_norm"
-    class_label: str = "1"
-    record_id_output_key: str | None = None
-    skip_corrupt_files: bool = False
-    compute_statistics: bool = True
-    max_missing_record_rate: float = 0.5
-    max_reject_rate: float = 0.5
-    drift_max_auc_change: float = 0.02
-    drift_max_calibration_change: float = 0.1
-    drift_max_psi: float = 0.25
+    mix: float = _option(
+        0.1, "defensive mixture p = (1 - mix) * p_IS + mix * rate; bounds weights by 1/(mix * rate)"
+    )
+    max_weight: float | None = _option(
+        None, "cap on 1/p (None: no cap); a cap trades a little bias for less variance"
+    )
+    seed: int = _option(0, "seed of the deterministic sampling hash (same seed and ids: same selection)")
+    weight_feature: str = _option(
+        "sample_weight", "feature added to every kept example, holding its weight 1/p"
+    )
+    missing_record_policy: str = _option(
+        "uniform",
+        "examples without a forward record are sampled uniformly at the budget rate (uniform), never kept "
+        "(drop, counted as not selected) or always kept with weight 1 (keep)",
+    )
+    duplicate_policy: str = _option(
+        "latest",
+        "several records for one id: the latest by timestamp, the mean prediction and hidden norm, or the one "
+        "with the max importance score",
+    )
+    splits: tuple[str, ...] = _option(("train",), "splits to curate; the others are copied unchanged")
+    record_format: str = _option(
+        AUTO_FORMAT,
+        "forward-record format: plain tf.Example records, PredictionLog TFRecords, or auto (detected from the "
+        "first records; the report and the log say which)",
+    )
+    prediction_key: str = _option(
+        "prediction",
+        "predict output key (predict_log), signature name of the prediction result (multi_inference_log), or "
+        "plain-format feature name",
+    )
+    hidden_norm_key: str | None = _option(
+        "hidden_norm",
+        "predict output key / multi_inference regression signature name / plain feature holding the L2 norm "
+        "of the last hidden layer; absent: NaN; None: never read",
+    )
+    class_label: str = _option(
+        "1",
+        "classify logs: the prediction is the score of the class with this label (classes without labels: "
+        "two are read as [negative, positive], one class: its score)",
+    )
+    record_id_output_key: str | None = _option(
+        None,
+        "predict output holding the echoed example id (PredictionLog records); None: a predict output named "
+        "id_feature if present (the recorder echoes the id under that key), else the request",
+    )
+    skip_corrupt_files: bool = _option(
+        False,
+        "a corrupt or truncated input file fails the run naming the file (false), or the rest of that file is "
+        "skipped and the file is listed in the report (true)",
+    )
+    compute_statistics: bool = _option(
+        True,
+        "TFDV statistics of the raw split and of the curated split (unweighted and weighted) and the "
+        "per-feature unbiasedness check in the report; costs about as much as the selection itself",
+    )
+    max_missing_record_rate: float = _option(
+        0.5,
+        "the run fails when a larger share of a split's accepted examples has no forward record (strategies "
+        "that need scores): the sign of a wrong record format, id feature or records file pattern; 1 accepts "
+        "anything",
+    )
+    max_reject_rate: float = _option(
+        0.5,
+        "the run fails when a larger share of a split's examples, or of the forward records, is rejected (a "
+        "wrong id or label feature, or a wrong record format); 1 accepts anything",
+    )
+    drift_max_auc_change: float = _option(
+        0.02,
+        "with a previous report, flag the served model when its AUC on this span moved by more than this "
+        "(absolute) from the previous span's",
+    )
+    drift_max_calibration_change: float = _option(
+        0.1,
+        "with a previous report, flag the served model when its calibration (mean prediction / mean label) "
+        "moved by more than this (absolute) from the previous span's",
+    )
+    drift_max_psi: float = _option(
+        0.25,
+        "with a previous report, flag the served model when the population stability index of its predictions "
+        "(over the previous span's deciles) exceeds this",
+    )
 
     def __post_init__(self):
         object.__setattr__(self, "splits", tuple(self.splits))
         self.validate()
 
     def validate(self) -> None:
-        _choice("task", self.task, TASKS)
-        _choice("strategy", self.strategy, STRATEGIES)
-        _choice("mode", self.mode, MODES)
-        _choice("missing_record_policy", self.missing_record_policy, MISSING_RECORD_POLICIES)
-        _choice("duplicate_policy", self.duplicate_policy, DUPLICATE_POLICIES)
-        _choice("record_format", self.record_format, RECORD_FORMATS)
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
         for name in ("id_feature", "label_feature", "weight_feature", "prediction_key"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
+        for name in ("hidden_norm_key", "record_id_output_key"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"{name} must be a non-empty string or None, got {value!r}")
         if len({self.id_feature, self.label_feature, self.weight_feature}) < 3:
             raise ValueError("id_feature, label_feature and weight_feature must be three different features")
         b = self.budget
@@ -139,9 +222,16 @@ class CurationOptions:
         if self.task == "regression" and self.strategy in LABEL_AWARE_STRATEGIES:
             raise ValueError(f"strategy {self.strategy!r} needs task 'binary'")
 
-    @property
-    def importance_sampling(self) -> bool:
-        return self.strategy in ("loss", "grad_norm")
+    def record_config_args(self) -> dict:
+        """Arguments of `reading.records.RecordConfig`: where the forward-record fields live."""
+        return {
+            "id_feature": self.id_feature,
+            "id_output_key": self.record_id_output_key,
+            "prediction_key": self.prediction_key,
+            "hidden_norm_key": self.hidden_norm_key,
+            "class_label": self.class_label,
+            "task": self.task,
+        }
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -159,6 +249,9 @@ class CurationOptions:
         return cls(**values)
 
 
-def _choice(name: str, value, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+FIELDS = {f.name: f for f in dataclasses.fields(CurationOptions)}
+
+
+def option_help(name: str) -> str:
+    """The help text of the option `name` (its field metadata)."""
+    return FIELDS[name].metadata["help"]

@@ -97,16 +97,3 @@ def test_bad_parameters_fail_when_the_component_is_built(bad, message):
             forward_records=_channel(standard_artifacts.Examples),
             **bad,
         )
-
-
-def test_exec_properties_round_trip_json_lists_and_ints():
-    opts = executor.options_from_exec_properties(
-        {
-            "splits": '["train", "eval"]',
-            "skip_corrupt_files": 1,
-            "seed": 3.0,
-            "budget": 0.2,
-            "unrelated": None,
-        }
-    )
-    assert opts.splits == ("train", "eval") and opts.skip_corrupt_files is True and opts.seed == 3

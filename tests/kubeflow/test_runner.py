@@ -24,6 +24,7 @@ from tfx.utils import import_utils
 
 from tfx_curator.components.curator import executor
 from tfx_curator.components.curator.options import CurationOptions
+from tfx_curator.components.curator.spec import options_from_exec_properties
 from tfx_curator.kubeflow import runner
 
 IMAGE = "registry.example.com/tfx-curator:test"
@@ -139,7 +140,7 @@ def test_compiled_parameters_reach_the_executor_as_the_options(compiled, data, t
     exec_properties = entrypoint_utils.parse_execution_properties(
         parsed.inputs.parameter_values, parsed.inputs.parameters, spec
     )
-    assert executor.options_from_exec_properties(exec_properties) == CurationOptions(**COMPILED_OPTIONS)
+    assert options_from_exec_properties(exec_properties) == CurationOptions(**COMPILED_OPTIONS)
 
 
 def test_yaml_package_loads_in_the_kfp_client(data, tmp_path):

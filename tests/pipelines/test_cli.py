@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfx_curator.components.curator import options as options_lib
 from tfx_curator.components.curator import publish
 from tfx_curator.components.curator.options import CurationOptions
 from tfx_curator.pipelines import cli
@@ -91,11 +92,33 @@ def test_every_option_field_has_a_documented_flag():
             assert flag in text, f"{flag} ({name}) missing from `curate --help`"
 
 
-def test_help_text_comes_from_the_options_docstring():
+def test_help_text_is_the_options_field_metadata():
     helps = cli.field_help()
-    assert helps["strategy"].startswith("loss / grad_norm (importance sampling")
+    for name in FIELDS:
+        if name not in cli.CLI_HELP:
+            assert helps[name] == options_lib.option_help(name)
     assert "water-filling within random mini-batches" in helps["mode"]
-    assert helps["prediction_key"].startswith("predict output key")  # from RecordConfig's docstring
+    for strategy in options_lib.STRATEGIES:  # the strategy help lists every strategy
+        assert strategy in helps["strategy"]
+
+
+def test_flags_help_and_options_import_neither_tensorflow_beam_nor_tfx():
+    """Bad options fail at once: the parsers (the CLI's and the Kubeflow compiler's), their help and the
+    options need none of the heavy libraries (the CLI's record helpers live outside the Beam module)."""
+    code = (
+        "import sys\n"
+        "from tfx_curator.kubeflow import runner\n"
+        "from tfx_curator.pipelines import cli\n"
+        "runner.build_parser().format_help()\n"
+        "args = cli.build_parser().parse_args(['validate-records', '--records', 'r', '--hidden-norm-key', 'none'])\n"
+        "assert cli.options_from_args(args, cli.VALIDATE_FIELDS).record_config_args()['hidden_norm_key'] is None\n"
+        "print(sorted(m for m in ('tensorflow', 'apache_beam', 'tfx') if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=helpers.HANG_GUARD_S
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_defaults_are_the_options_defaults():
@@ -123,8 +146,10 @@ def test_every_flag_sets_its_field():
 def test_console_script_help_lists_every_option():
     proc = _run_cli("curate", "--help")
     assert proc.returncode == 0, proc.stderr
-    for name in FIELDS:
+    squeezed = "".join(proc.stdout.split())  # help lines wrap at spaces and hyphens
+    for name, text in cli.field_help().items():
         assert cli.flag_names(name)[0] in proc.stdout
+        assert "".join(text.split()) in squeezed, f"help of {name} missing from `curate --help`"
     for strategy in ("stratified_loss", "stratified_grad_norm", "negative_downsampling"):
         assert strategy in proc.stdout
     for flag in ("--examples", "--records", "--output", "--beam-arg", "--no-statistics", "--overwrite"):

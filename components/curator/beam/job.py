@@ -13,11 +13,11 @@ Shared by the TFX executor and the `tfx-curator curate` CLI, so both write exact
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Callable, Mapping
 
 import apache_beam as beam
+from absl import logging
 
 from tfx_curator.components.curator.beam import transforms
 from tfx_curator.components.curator.options import CurationOptions

@@ -14,13 +14,13 @@ joined rows it already holds (quality.py): no second pass over the data.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import os
 from collections.abc import Sequence
 
 import apache_beam as beam
 import numpy as np
+from absl import logging
 from apache_beam.metrics import Metrics
 
 from tfx_curator.components.curator import options as options_lib
@@ -54,14 +54,7 @@ EXAMPLES_READ = "examples_read"
 
 
 def record_config(options: CurationOptions) -> RecordConfig:
-    return RecordConfig(
-        id_feature=options.id_feature,
-        id_output_key=options.record_id_output_key,
-        prediction_key=options.prediction_key,
-        hidden_norm_key=options.hidden_norm_key,
-        class_label=options.class_label,
-        task=options.task,
-    )
+    return RecordConfig(**options.record_config_args())
 
 
 DETECT_SAMPLE = 64  # records looked at to detect the record format
