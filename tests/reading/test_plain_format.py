@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reading_builders import PLAIN_REJECTS, plain
+from record_builders import PLAIN_REJECTS, plain
 
 from tfx_curator.components.curator.reading import plain_format, records
 from tfx_curator.components.curator.reading.records import RecordConfig, RecordError

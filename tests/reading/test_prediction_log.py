@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reading_builders import classify_log, f32, make_example, multi_inference_log, predict_log, regress_log
+from record_builders import classify_log, f32, make_example, multi_inference_log, predict_log, regress_log
 from tensorflow_serving.apis import prediction_log_pb2
 
 from tfx_curator.components.curator.reading import parsing, prediction_log, records

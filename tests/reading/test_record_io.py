@@ -8,7 +8,7 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from reading_builders import PLAIN_REJECTS, classify_log, plain, predict_log, regress_log, write_tfrecords
+from record_builders import PLAIN_REJECTS, classify_log, plain, predict_log, regress_log, write_tfrecords
 
 from tfx_curator.components.curator.reading import record_io
 from tfx_curator.components.curator.reading.records import RecordConfig

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reading_builders import classify_log, plain, regress_log
+from record_builders import classify_log, plain, regress_log
 
 from tfx_curator.components.curator.reading import parsing, records
 from tfx_curator.components.curator.reading.records import RecordConfig, RecordError
@@ -69,10 +69,10 @@ def test_format_detection():
     assert records.detect_format([]) is None
 
 
-def test_records_and_example_keys_import_without_tensorflow():
-    """The record model and the example reader are light at import time (TensorFlow loads on the workers)."""
+def test_import_does_not_load_tensorflow():
+    """The record model is light at import time: TensorFlow loads with the decoders."""
     code = (
-        "import sys; from tfx_curator.components.curator.reading import example_keys, records; "
+        "import sys; from tfx_curator.components.curator.reading import records; "
         "print(sorted(m for m in ('tensorflow', 'tensorflow_serving') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

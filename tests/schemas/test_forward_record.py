@@ -2,35 +2,13 @@
 
 import os
 
-import tensorflow as tf
+from record_builders import plain, write_tfrecords
 from tensorflow_metadata.proto.v0 import anomalies_pb2 as anomaly_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from tfx_curator.components.curator.reading.plain_format import PLAIN_FEATURES
 from tfx_curator.components.curator.reading.records import RecordConfig
 from tfx_curator.schemas import forward_record
-
-
-def plain(**features) -> bytes:
-    """A plain record: bytes -> bytes_list, int -> int64_list, float -> float_list."""
-    example = tf.train.Example()
-    for name, value in features.items():
-        kind = (
-            "bytes_list"
-            if isinstance(value, bytes)
-            else "int64_list"
-            if isinstance(value, int)
-            else "float_list"
-        )
-        getattr(example.features.feature[name], kind).value.append(value)
-    return example.SerializeToString()
-
-
-def write_tfrecords(path: str, serialized) -> str:
-    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-        for raw in serialized:
-            writer.write(raw)
-    return path
 
 
 def test_schema_matches_plain_features():

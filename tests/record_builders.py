@@ -1,4 +1,5 @@
-"""Builders of test inputs for the reading room: tf.Examples, plain records and PredictionLogs of each type."""
+"""Builders of test inputs for the reading room (and tests that need forward records): tf.Examples, plain records
+and PredictionLogs of each type."""
 
 import numpy as np
 import tensorflow as tf
