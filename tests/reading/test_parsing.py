@@ -143,11 +143,11 @@ def test_or_error_keeps_the_reject():
     assert isinstance(outcome, RecordError) and outcome.reason == parsing.EMPTY_ID
 
 
-# ---------------------------------------------------------------------------------------------- batch, then each
+# ---------------------------------------------------------------------------------------------- one by one
 
-# A toy format for the fallback: b"v<digit>" is a value, b"x" a reject; b"?" the batch parser cannot decide (None
-# for that row); b"!" makes the whole batch fail; b"u" is "unparseable" for the one-by-one parser but accepted by
-# a batch of it alone (as TensorFlow takes a feature name that is not UTF-8 and protobuf does not).
+# A toy format: b"v<digit>" is a value, b"x" a reject; b"?" the batch parser leaves (None for that row); b"!"
+# makes the whole batch fail; b"u" is "unparseable" one by one but accepted by a batch of it alone (as TensorFlow
+# takes a feature name that is not UTF-8 and protobuf does not).
 _ROWS = st.lists(st.sampled_from([b"v1", b"v2", b"x", b"?", b"!", b"u"]), max_size=8)
 
 
@@ -165,24 +165,25 @@ def _batch(rows):
     return [None if raw in (b"x", b"?") else (9 if raw == b"u" else int(raw[1:])) for raw in rows]
 
 
+def _decode(rows):
+    """How the readers use the kit: the fast batch parse, then decide_one_by_one for what it left."""
+    return parsing.decide_one_by_one(
+        rows, _batch(rows), _one, lambda raw: (_batch([raw]) or [None])[0], "unparseable"
+    )
+
+
 @settings(max_examples=300, deadline=None)
 @given(_ROWS)
 def test_each_row_is_decided_as_it_is_alone(rows):
-    values, rejects = parsing.parse_batch_then_each(rows, _batch, _one, "unparseable")
-    alone = [parsing.parse_batch_then_each([raw], _batch, _one, "unparseable") for raw in rows]
+    values, rejects = _decode(rows)
+    alone = [_decode([raw]) for raw in rows]
     assert values == [v for a in alone for v in a[0]]
     assert rejects == [(i, r) for i, a in enumerate(alone) for _, r in a[1]]
     assert len(values) + len(rejects) == len(rows)
 
 
-def test_batch_then_each_outcomes():
-    assert parsing.parse_batch_then_each([], _batch, _one, "unparseable") == ([], [])
-    assert parsing.parse_batch_then_each([b"v1", b"v2"], _batch, _one, "unparseable") == ([1, 2], [])
-    assert parsing.parse_batch_then_each([b"v1", b"x", b"?"], _batch, _one, "unparseable") == (
-        [1, 0],
-        [(1, "bad")],
-    )
-    assert parsing.parse_batch_then_each([b"u", b"!"], _batch, _one, "unparseable") == (
-        [9],
-        [(1, "unparseable")],
-    )
+def test_decide_one_by_one_outcomes():
+    assert _decode([]) == ([], [])
+    assert _decode([b"v1", b"x", b"?"]) == ([1, 0], [(1, "bad")])  # the batch parsed; two rows left
+    assert _decode([b"u", b"!"]) == ([9], [(1, "unparseable")])  # the batch failed; b"u" decided alone
+    assert _decode([b"u"]) == ([9], [])

@@ -25,11 +25,11 @@ from tfx_curator.components.curator.reading.parsing import (
     MISSING_LABEL,
     NON_FINITE_LABEL,
     RecordError,
+    decide_one_by_one,
     id_from_features,
     ids_ok,
     label_from_features,
     labels_ok,
-    parse_batch_then_each,
     parse_proto,
 )
 
@@ -87,12 +87,16 @@ class ExampleKeyParser:
 
     def parse(self, serialized: Sequence[bytes]) -> tuple[list[bytes], np.ndarray, list[tuple[int, str]]]:
         """(ids, labels, rejects) where rejects are (index in the batch, reason); ids/labels skip them."""
-        pairs, rejects = parse_batch_then_each(serialized, self._parse_fast, self._parse_one, UNPARSEABLE)
-        ids = [example_id for example_id, _ in pairs]
-        return ids, np.fromiter((label for _, label in pairs), dtype=np.float64, count=len(pairs)), rejects
+        if not serialized:
+            return [], np.zeros(0), []
+        fast = self._parse_fast(serialized)
+        if fast is not None:
+            return fast[0], fast[1], []
+        pairs, rejects = decide_one_by_one(serialized, None, self._parse_one, self._parse_alone, UNPARSEABLE)
+        return [i for i, _ in pairs], np.array([label for _, label in pairs], dtype=np.float64), rejects
 
-    def _parse_fast(self, serialized) -> list | None:
-        """[(id, label)] of a batch in which every example is valid, else None."""
+    def _parse_fast(self, serialized) -> tuple[list[bytes], np.ndarray] | None:
+        """(ids, labels) of a batch in which every example is valid, else None."""
         import tensorflow as tf
 
         for pos, (id_type, label_type) in enumerate(self._candidate_specs()):
@@ -118,8 +122,12 @@ class ExampleKeyParser:
                 return None
             if pos:  # move the types that worked to the front for the next batch
                 self._spec_order.insert(0, self._spec_order.pop(pos))
-            return list(zip(ids, labels.tolist()))
+            return ids, labels
         return None
+
+    def _parse_alone(self, raw: bytes) -> tuple[bytes, float] | None:
+        fast = self._parse_fast([raw])
+        return None if fast is None else (fast[0][0], float(fast[1][0]))
 
     def _parse_one(self, raw: bytes) -> tuple[bytes, float]:
         from tensorflow.core.example import example_pb2

@@ -2,7 +2,7 @@
 
 Input bytes are untrusted. This module holds the limits, the reject codes of ids and labels, the one id check and
 the one label check (each with a vectorised twin for batch fast paths), strict protobuf parsing, and the
-"parse the batch, then decide the rest one by one" fallback. A rejected input raises :class:`RecordError`, whose
+fallback that decides one by one what a fast batch parse could not. A rejected input raises :class:`RecordError`, whose
 ``reason`` is a stable snake_case code (also a Beam counter suffix and the reason written to ``rejects/``).
 """
 
@@ -162,40 +162,38 @@ def labels_ok(labels: np.ndarray, task: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
-def parse_batch_then_each(
+def decide_one_by_one(
     rows: Sequence[bytes],
-    parse_batch: Callable[[Sequence[bytes]], list | None],
+    batch: list | None,
     parse_one: Callable[[bytes], Any],
+    parse_alone: Callable[[bytes], Any],
     unparseable: str,
 ) -> tuple[list, list[tuple[int, str]]]:
-    """Parses `rows` with the fast batch parser and decides the rows it leaves one by one.
+    """Completes a fast batch parse: decides one by one the rows it left.
 
     Args:
       rows: serialized inputs.
-      parse_batch: rows -> one value per row (None: leave that row to `parse_one`), or None when the batch as a
-        whole does not parse.
+      batch: the batch parser's value per row, None for a row it left; or None when the batch did not parse
+        (every row is left).
       parse_one: raw -> value, or RecordError(reason); the reference behaviour.
-      unparseable: the reason `parse_one` gives bytes that protobuf refuses. TensorFlow's batch parser takes a
-        few of them (a feature name that is not UTF-8): such a row is decided as a batch of it alone would be,
-        so that a row's outcome never depends on its neighbours.
+      parse_alone: raw -> the batch parser's value for a batch of that row alone, or None. TensorFlow's batch
+        parser takes a few inputs protobuf refuses (a feature name that is not UTF-8): a row `parse_one` finds
+        `unparseable` is decided as it would be alone, so that its outcome never depends on its neighbours.
+      unparseable: the reason `parse_one` gives bytes that protobuf refuses.
 
     Returns:
       (values of the accepted rows in order, [(index in rows, reason)] of the rejected ones).
     """
-    batch = parse_batch(rows) if rows else []
-    if batch is not None and None not in batch:
-        return batch, []
-    batch = batch or [None] * len(rows)
     values, rejects = [], []
-    for i, (raw, value) in enumerate(zip(rows, batch)):
+    for i, raw in enumerate(rows):
+        value = None if batch is None else batch[i]
         if value is None:
             try:
                 value = parse_one(raw)
             except RecordError as e:
-                alone = parse_batch([raw]) if e.reason == unparseable and len(rows) > 1 else None
-                if not alone or alone[0] is None:
+                value = parse_alone(raw) if e.reason == unparseable and len(rows) > 1 else None
+                if value is None:
                     rejects.append((i, e.reason))
                     continue
-                value = alone[0]
         values.append(value)
     return values, rejects

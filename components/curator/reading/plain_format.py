@@ -16,9 +16,9 @@ import tensorflow as tf
 
 from tfx_curator.components.curator.reading.parsing import (
     RecordError,
+    decide_one_by_one,
     id_from_features,
     ids_ok,
-    parse_batch_then_each,
     parse_proto,
 )
 from tfx_curator.components.curator.reading.records import (
@@ -141,10 +141,14 @@ def decode_plain_batch(
     reference behaviour (both paths give identical results).
     """
     serialized = list(serialized)
-    records, rejects = parse_batch_then_each(
+    batch = _parse_plain_batch(serialized, config) if serialized else []
+    if batch is not None and None not in batch:
+        return batch, []
+    records, rejects = decide_one_by_one(
         serialized,
-        lambda rows: _parse_plain_batch(rows, config),
+        batch,
         lambda raw: decode_plain_record(raw, config),
+        lambda raw: (_parse_plain_batch([raw], config) or [None])[0],
         "unparseable",
     )
     return records, [(serialized[i], reason) for i, reason in rejects]

@@ -135,9 +135,11 @@ def _per_row(tensor_proto, n: int, field: str, config: RecordConfig, allow_two_c
 
 def _example_id(example: tf.train.Example, context: tf.train.Example | None, config: RecordConfig) -> bytes:
     """The id of a request example, else of its context (ExampleListWithContext)."""
-    for source in (example, context):
-        if source is not None and config.id_feature in source.features.feature:
-            return id_from_feature(source.features.feature[config.id_feature])
+    feature_map = example.features.feature  # each nested access builds a wrapper: read once
+    if config.id_feature in feature_map:
+        return id_from_feature(feature_map[config.id_feature])
+    if context is not None and config.id_feature in context.features.feature:
+        return id_from_feature(context.features.feature[config.id_feature])
     raise RecordError(MISSING_ID)
 
 
