@@ -30,8 +30,7 @@ import tensorflow as tf  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 from tensorflow_serving.apis import prediction_log_pb2  # noqa: E402
 
-from tfx_curator.components.curator import records  # noqa: E402
-from tfx_curator.components.curator.reading import record_io
+from tfx_curator.components.curator.reading import plain_format, prediction_log, record_io, records  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = os.path.join(HERE, "work", "record_read")
@@ -190,10 +189,10 @@ def decode_only(record_format, sample) -> float:
     start = time.process_time()
     if record_format == "plain":
         for i in range(0, len(sample), record_io.DEFAULT_BATCH_SIZE):
-            records.decode_plain_batch(sample[i : i + record_io.DEFAULT_BATCH_SIZE], config)
+            plain_format.decode_plain_batch(sample[i : i + record_io.DEFAULT_BATCH_SIZE], config)
     else:
         for raw in sample:
-            records.decode_prediction_log_lenient(raw, config)
+            prediction_log.decode_prediction_log_lenient(raw, config)
     return len(sample) / (time.process_time() - start)
 
 

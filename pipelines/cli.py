@@ -367,9 +367,10 @@ def cmd_validate_records(args: argparse.Namespace) -> int:
     options = options_from_args(args, VALIDATE_FIELDS)
     _glob_or_fail(args.records, "--records")
     from tfx_curator.components.curator.reading import records
+    from tfx_curator.schemas import forward_record
 
     config = records.RecordConfig(**options.record_config_args())
-    anomalies = records.validate_plain_records(args.records, config)
+    anomalies = forward_record.validate_plain_records(args.records, config)
     if anomalies.anomaly_info:
         for name, info in sorted(anomalies.anomaly_info.items()):
             print(f"[{PROG}] ANOMALY {name}: {info.short_description} - {info.description}")

@@ -191,15 +191,15 @@ def _bad_examples() -> list[tuple[bytes, str]]:
     return [
         (b"\x0a\xff\xff\xff\xff garbage", example_keys.UNPARSEABLE),
         (_example(None, 1, x=1.0), example_keys.MISSING_ID),
-        (_raw_example(float_id), example_keys.ID_WRONG_TYPE),
-        (_raw_example(two_ids), example_keys.ID_NOT_SINGLE),
+        (_raw_example(float_id), example_keys.BAD_ID_TYPE),
+        (_raw_example(two_ids), example_keys.BAD_ID_COUNT),
         (_example(b"", 1), example_keys.EMPTY_ID),
         (_example(b"k" * 1025, 1), example_keys.ID_TOO_LONG),
         (_example(b"k" * 4096, 0), example_keys.ID_TOO_LONG),
         (_example(b"bad-no-label", None), example_keys.MISSING_LABEL),
-        (_raw_example(text_label), example_keys.LABEL_NON_NUMERIC),
-        (_raw_example(nan_label), example_keys.LABEL_NON_FINITE),
-        (_raw_example(two_labels), example_keys.LABEL_NOT_SINGLE),
+        (_raw_example(text_label), example_keys.BAD_LABEL_TYPE),
+        (_raw_example(nan_label), example_keys.NON_FINITE_LABEL),
+        (_raw_example(two_labels), example_keys.BAD_LABEL_COUNT),
         (_example(b"bad-label-3", 3), example_keys.LABEL_OUT_OF_DOMAIN),
         (_example(b"bad-label-minus", -1), example_keys.LABEL_OUT_OF_DOMAIN),
     ]
@@ -440,17 +440,17 @@ def _assert_selection(got: dict, expected: dict) -> None:
     [
         # rows "example without id, id of wrong type, id over 1 KiB" (and their kin)
         example_keys.MISSING_ID,
-        example_keys.ID_WRONG_TYPE,
+        example_keys.BAD_ID_TYPE,
         example_keys.ID_TOO_LONG,
-        example_keys.ID_NOT_SINGLE,
+        example_keys.BAD_ID_COUNT,
         example_keys.EMPTY_ID,
         example_keys.UNPARSEABLE,
         # rows "missing / non-numeric / out-of-domain label" (and their kin)
         example_keys.MISSING_LABEL,
-        example_keys.LABEL_NON_NUMERIC,
+        example_keys.BAD_LABEL_TYPE,
         example_keys.LABEL_OUT_OF_DOMAIN,
-        example_keys.LABEL_NON_FINITE,
-        example_keys.LABEL_NOT_SINGLE,
+        example_keys.NON_FINITE_LABEL,
+        example_keys.BAD_LABEL_COUNT,
     ],
 )
 def test_bad_example_is_rejected_with_its_reason(dirty, dirty_run, reason):

@@ -98,10 +98,10 @@ def test_key_examples_rejects_each_bad_example_with_its_reason():
     bad = {
         b"\x08\x96garbage": example_keys.UNPARSEABLE,
         helpers.make_example(None, 1): example_keys.MISSING_ID,
-        wrong_type.SerializeToString(): example_keys.ID_WRONG_TYPE,
+        wrong_type.SerializeToString(): example_keys.BAD_ID_TYPE,
         helpers.make_example(b"x" * 1025, 1): example_keys.ID_TOO_LONG,
         helpers.make_example(b"nolabel"): example_keys.MISSING_LABEL,
-        text_label.SerializeToString(): example_keys.LABEL_NON_NUMERIC,
+        text_label.SerializeToString(): example_keys.BAD_LABEL_TYPE,
         helpers.make_example(b"three", 3): example_keys.LABEL_OUT_OF_DOMAIN,
     }
     with TestPipeline() as p:

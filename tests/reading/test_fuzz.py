@@ -6,9 +6,9 @@ catches a reader that takes too long):
 - `example_keys.ExampleKeyParser.parse_one`: `(id, label)` or `KeyError(reason)`, reason in REJECT_REASONS;
 - `ExampleKeyParser.parse`: never raises; each example is decided as it is alone in a batch, whatever the
   other examples of its batch (batching is the runner's choice), with parse_one's reason when rejected;
-- `records.decode_prediction_log` / `decode_plain_record`: records or `records.RecordError` with a reason in
-  `records.REJECT_REASONS`; `decode_prediction_log_lenient` / `decode_plain_batch` never raise, and the batch
-  decoder agrees with the one-by-one decoder.
+- `prediction_log.decode_prediction_log` / `plain_format.decode_plain_record`: records or `RecordError` with a
+  reason in `records.REJECT_REASONS`; `decode_prediction_log_lenient` / `decode_plain_batch` never raise, and
+  the batch decoder agrees with the one-by-one decoder.
 
 Accepted values always satisfy the documented limits (id 1..1024 bytes, finite label in {0, 1} for binary,
 prediction in [0, 1], hidden norm >= 0 or NaN).
@@ -28,7 +28,13 @@ from tensorflow.core.example import example_pb2
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from tfx_curator.components.curator.reading import example_keys, records
+from tfx_curator.components.curator.reading import (
+    example_keys,
+    parsing,
+    plain_format,
+    prediction_log,
+    records,
+)
 from tfx_curator.components.curator.reading.records import RecordConfig, RecordError
 
 # TFX_CURATOR_FUZZ_EXAMPLES=5000 explores with random seeds; by default the same modest set of cases every run.
@@ -53,7 +59,7 @@ def warm_up():
     """First TensorFlow calls build kernels: keep that out of the per-example deadline."""
     for parser in PARSERS.values():
         parser.parse([b"", b"\x00"])
-    records.decode_plain_batch([b"", b"\x00"], BINARY)
+    plain_format.decode_plain_batch([b"", b"\x00"], BINARY)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -274,7 +280,7 @@ def serialized_logs(draw) -> bytes:
 
 
 def _check_example_result(example_id: bytes, label: float, task: str) -> None:
-    assert isinstance(example_id, bytes) and 0 < len(example_id) <= records.MAX_ID_BYTES
+    assert isinstance(example_id, bytes) and 0 < len(example_id) <= parsing.MAX_ID_BYTES
     assert math.isfinite(label)
     if task == "binary":
         assert label in (0.0, 1.0)
@@ -292,18 +298,18 @@ def _parse_one(parser, raw):
 
 def _check_record(record, config: RecordConfig) -> None:
     example_id, (prediction, hidden_norm, timestamp, version) = record
-    assert isinstance(example_id, bytes) and 0 < len(example_id) <= records.MAX_ID_BYTES
+    assert isinstance(example_id, bytes) and 0 < len(example_id) <= parsing.MAX_ID_BYTES
     assert math.isfinite(prediction)
     if config.task == "binary":
         assert 0.0 <= prediction <= 1.0
     assert math.isnan(hidden_norm) or (math.isfinite(hidden_norm) and hidden_norm >= 0.0)
     assert isinstance(timestamp, float) and isinstance(version, bytes)
-    assert len(version) <= records.MAX_ID_BYTES
+    assert len(version) <= parsing.MAX_ID_BYTES
 
 
 def _decode_plain(raw, config):
     try:
-        record = records.decode_plain_record(raw, config)
+        record = plain_format.decode_plain_record(raw, config)
     except RecordError as e:
         assert e.reason in records.REJECT_REASONS, e
         return e.reason
@@ -399,19 +405,19 @@ def test_feature_name_that_is_not_utf8_is_decided_the_same_in_any_batch():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Forward records: records
+# Forward records: prediction_log, plain_format
 # ---------------------------------------------------------------------------------------------------------
 
 
 @FUZZ
 @given(raw=serialized_logs(), config=CONFIGS)
 def test_prediction_log_decoding_only_rejects_with_a_reason(raw, config):
-    got, reasons = records.decode_prediction_log_lenient(raw, config)
+    got, reasons = prediction_log.decode_prediction_log_lenient(raw, config)
     assert set(reasons) <= set(records.REJECT_REASONS)
     for record in got:
         _check_record(record, config)
     try:
-        strict = records.decode_prediction_log(raw, config)
+        strict = prediction_log.decode_prediction_log(raw, config)
     except RecordError as e:
         assert e.reason in records.REJECT_REASONS
         assert reasons and e.reason == reasons[0]
@@ -422,7 +428,7 @@ def test_prediction_log_decoding_only_rejects_with_a_reason(raw, config):
 @FUZZ
 @given(raw=st.binary(max_size=256), config=CONFIGS)
 def test_prediction_log_decoding_on_random_bytes(raw, config):
-    got, reasons = records.decode_prediction_log_lenient(raw, config)
+    got, reasons = prediction_log.decode_prediction_log_lenient(raw, config)
     assert set(reasons) <= set(records.REJECT_REASONS)
     for record in got:
         _check_record(record, config)
@@ -437,10 +443,10 @@ def test_plain_record_decoding_only_rejects_with_a_reason(raw, config):
 @FUZZ
 @given(batch=st.lists(serialized_examples(), min_size=1, max_size=8), config=CONFIGS)
 def test_plain_batch_decodes_each_record_as_alone_and_as_one_by_one(batch, config):
-    got, rejects = records.decode_plain_batch(batch, config)
+    got, rejects = plain_format.decode_plain_batch(batch, config)
     for record in got:
         _check_record(record, config)
-    alone = [records.decode_plain_batch([raw], config) for raw in batch]
+    alone = [plain_format.decode_plain_batch([raw], config) for raw in batch]
     assert [_comparable(r) for r in got] == [_comparable(r) for a in alone for r in a[0]]
     assert rejects == [r for a in alone for r in a[1]]
     # the one-by-one decoder agrees, except on what only protobuf refuses (see below)
@@ -456,8 +462,8 @@ def test_plain_record_with_a_feature_name_that_is_not_utf8_is_decided_the_same_i
     """As for examples: TensorFlow's parser takes what protobuf refuses; the neighbours must not matter."""
     bad_name = _with_a_feature_name_not_utf8(prediction=0.5)
     assert _decode_plain(bad_name, BINARY) == "unparseable"  # protobuf refuses it
-    alone = records.decode_plain_batch([bad_name], BINARY)
-    with_junk = records.decode_plain_batch([bad_name, b"junk"], BINARY)
+    alone = plain_format.decode_plain_batch([bad_name], BINARY)
+    with_junk = plain_format.decode_plain_batch([bad_name, b"junk"], BINARY)
     assert [_comparable(r) for r in alone[0]] == [_comparable(r) for r in with_junk[0]]
     assert len(alone[0]) == 1 and alone[1] == [] and with_junk[1] == [(b"junk", "unparseable")]
 
@@ -465,7 +471,7 @@ def test_plain_record_with_a_feature_name_that_is_not_utf8_is_decided_the_same_i
 @FUZZ
 @given(raw=st.binary(max_size=256))
 def test_plain_batch_on_random_bytes(raw):
-    got, rejects = records.decode_plain_batch([raw, raw], BINARY)
+    got, rejects = plain_format.decode_plain_batch([raw, raw], BINARY)
     assert len(got) + len(rejects) == 2
     assert {reason for _, reason in rejects} <= set(records.REJECT_REASONS)
 
@@ -478,7 +484,7 @@ def test_a_broadcast_string_tensor_is_rejected_not_parsed_half_a_million_times()
         b"\x12\x12\n\x08examples\x12\x06\x08\x01\x12\x02\x12\x00"
     )
     started = time.monotonic()
-    assert records.decode_prediction_log_lenient(raw, BINARY) == ([], ["bad_tensor"])
+    assert prediction_log.decode_prediction_log_lenient(raw, BINARY) == ([], ["bad_tensor"])
     assert time.monotonic() - started < 0.5
 
 
@@ -487,19 +493,22 @@ def test_a_broadcast_prediction_is_checked_against_the_examples_before_it_is_dec
     log = prediction_log_pb2.PredictionLog()
     prediction = log.predict_log.response.outputs["prediction"]
     prediction.dtype = types_pb2.DT_FLOAT
-    prediction.tensor_shape.dim.add().size = records.MAX_TENSOR_ELEMENTS
+    prediction.tensor_shape.dim.add().size = parsing.MAX_TENSOR_ELEMENTS
     prediction.float_val.append(0.5)
     ids = log.predict_log.response.outputs["example_id"]
     ids.dtype = types_pb2.DT_INT64
     ids.tensor_shape.dim.add().size = 1
     ids.int64_val.append(7)
     started = time.monotonic()
-    assert records.decode_prediction_log_lenient(log.SerializeToString(), BINARY) == (
+    assert prediction_log.decode_prediction_log_lenient(log.SerializeToString(), BINARY) == (
         [],
         ["bad_prediction_shape"],
     )
-    ids.tensor_shape.dim[0].size = records.MAX_TENSOR_ELEMENTS  # a broadcast id: 2**20 records of one id
-    assert records.decode_prediction_log_lenient(log.SerializeToString(), BINARY) == ([], ["bad_tensor"])
+    ids.tensor_shape.dim[0].size = parsing.MAX_TENSOR_ELEMENTS  # a broadcast id: 2**20 records of one id
+    assert prediction_log.decode_prediction_log_lenient(log.SerializeToString(), BINARY) == (
+        [],
+        ["bad_tensor"],
+    )
     assert time.monotonic() - started < 0.5
 
 
@@ -515,5 +524,5 @@ def test_huge_tensor_shapes_are_rejected_without_allocating():
     ids.tensor_shape.dim.add().size = 1
     ids.string_val.append(b"a")
     with pytest.raises(RecordError) as e:
-        records.decode_prediction_log(log.SerializeToString(), BINARY)
+        prediction_log.decode_prediction_log(log.SerializeToString(), BINARY)
     assert e.value.reason == "bad_tensor"

@@ -8,7 +8,7 @@ import os
 import helpers
 import numpy as np
 import pytest
-from test_records import classify_log
+from record_builders import classify_log
 
 from tfx_curator.components.curator.options import CurationOptions
 from tfx_curator.components.curator.reading import records

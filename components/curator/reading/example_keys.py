@@ -7,44 +7,58 @@ culprits, which become rejects with a reason. The raw bytes are never re-seriali
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from tfx_curator.components.curator.reading.records import MAX_ID_BYTES
+from tfx_curator.components.curator.reading.parsing import (
+    BAD_ID_COUNT,
+    BAD_ID_TYPE,
+    BAD_LABEL_COUNT,
+    BAD_LABEL_TYPE,
+    EMPTY_ID,
+    ID_REASONS,
+    ID_TOO_LONG,
+    LABEL_OUT_OF_DOMAIN,
+    LABEL_REASONS,
+    MISSING_ID,
+    MISSING_LABEL,
+    NON_FINITE_LABEL,
+    RecordError,
+    decide_one_by_one,
+    id_from_features,
+    ids_ok,
+    label_from_features,
+    labels_ok,
+    parse_proto,
+)
 
-# Reject reasons for examples (stable codes: they appear in the report and in rejects/).
+# Reject reasons for examples (stable codes: they appear in the report and in rejects/). The id and label codes
+# are the parsing kit's (the id codes are the forward records' too).
 UNPARSEABLE = "unparseable_example"
-MISSING_ID = "missing_id"
-ID_WRONG_TYPE = "id_wrong_type"
-ID_NOT_SINGLE = "id_not_single_valued"
-ID_TOO_LONG = "id_too_long"
-EMPTY_ID = "empty_id"
-MISSING_LABEL = "missing_label"
-LABEL_NON_NUMERIC = "label_non_numeric"
-LABEL_NOT_SINGLE = "label_not_single_valued"
-LABEL_NON_FINITE = "label_non_finite"
-LABEL_OUT_OF_DOMAIN = "label_out_of_domain"
 DUPLICATE_EXAMPLE_ID = "duplicate_example_id"  # a copy beyond the kept one (all copies have the same label)
 CONFLICTING_DUPLICATE = (
     "duplicate_example_id_conflicting_labels"  # every copy: the copies disagree on the label
 )
-REJECT_REASONS = (
-    UNPARSEABLE,
-    MISSING_ID,
-    ID_WRONG_TYPE,
-    ID_NOT_SINGLE,
-    ID_TOO_LONG,
-    EMPTY_ID,
-    MISSING_LABEL,
-    LABEL_NON_NUMERIC,
-    LABEL_NOT_SINGLE,
-    LABEL_NON_FINITE,
-    LABEL_OUT_OF_DOMAIN,
-    DUPLICATE_EXAMPLE_ID,
-    CONFLICTING_DUPLICATE,
-)
+REJECT_REASONS = (UNPARSEABLE, *ID_REASONS, *LABEL_REASONS, DUPLICATE_EXAMPLE_ID, CONFLICTING_DUPLICATE)
+__all__ = [
+    "BAD_ID_COUNT",
+    "BAD_ID_TYPE",
+    "BAD_LABEL_COUNT",
+    "BAD_LABEL_TYPE",
+    "CONFLICTING_DUPLICATE",
+    "DUPLICATE_EXAMPLE_ID",
+    "EMPTY_ID",
+    "ID_TOO_LONG",
+    "LABEL_OUT_OF_DOMAIN",
+    "MISSING_ID",
+    "MISSING_LABEL",
+    "NON_FINITE_LABEL",
+    "REJECT_REASONS",
+    "UNPARSEABLE",
+    "ExampleKeyParser",
+    "weight_suffix",
+]
 
 
 class ExampleKeyParser:
@@ -58,8 +72,7 @@ class ExampleKeyParser:
         self.id_feature = id_feature
         self.label_feature = label_feature
         self.task = task
-        self._specs = None  # lazily built: TensorFlow is imported on the worker, not at pickling time
-        self._spec_order: list = []
+        self._spec_order: list = []  # built lazily: TensorFlow is imported on the worker, not at pickling time
 
     def _candidate_specs(self):
         import tensorflow as tf
@@ -78,24 +91,12 @@ class ExampleKeyParser:
             return [], np.zeros(0), []
         fast = self._parse_fast(serialized)
         if fast is not None:
-            return fast
-        ids, labels, rejects = [], [], []
-        for i, raw in enumerate(serialized):
-            try:
-                example_id, label = self.parse_one(raw)
-            except KeyError as e:  # reason carried in the KeyError (see parse_one)
-                alone = self._parse_fast([raw]) if e.args[0] == UNPARSEABLE else None
-                if alone is None:
-                    rejects.append((i, e.args[0]))
-                    continue
-                # TensorFlow's parser accepts a few things protobuf refuses (a feature name that is not
-                # UTF-8): decide as the batch path does, so that the outcome never depends on the batch.
-                (example_id,), (label,) = alone[0], alone[1].tolist()
-            ids.append(example_id)
-            labels.append(label)
-        return ids, np.asarray(labels, dtype=np.float64), rejects
+            return fast[0], fast[1], []
+        pairs, rejects = decide_one_by_one(serialized, None, self._parse_one, self._parse_alone, UNPARSEABLE)
+        return [i for i, _ in pairs], np.array([label for _, label in pairs], dtype=np.float64), rejects
 
-    def _parse_fast(self, serialized):
+    def _parse_fast(self, serialized) -> tuple[list[bytes], np.ndarray] | None:
+        """(ids, labels) of a batch in which every example is valid, else None."""
         import tensorflow as tf
 
         for pos, (id_type, label_type) in enumerate(self._candidate_specs()):
@@ -117,63 +118,32 @@ class ExampleKeyParser:
                 else [str(int(v)).encode() for v in raw_ids]
             )
             labels = label_rt.flat_values.numpy().astype(np.float64)
-            if any(not i or len(i) > MAX_ID_BYTES for i in ids) or not self._labels_ok(labels):
+            if not (ids_ok(ids).all() and labels_ok(labels, self.task).all()):
                 return None
             if pos:  # move the types that worked to the front for the next batch
                 self._spec_order.insert(0, self._spec_order.pop(pos))
-            return ids, labels, []
+            return ids, labels
         return None
 
-    def _labels_ok(self, labels: np.ndarray) -> bool:
-        if not np.all(np.isfinite(labels)):
-            return False
-        return self.task != "binary" or bool(np.all((labels == 0.0) | (labels == 1.0)))
+    def _parse_alone(self, raw: bytes) -> tuple[bytes, float] | None:
+        fast = self._parse_fast([raw])
+        return None if fast is None else (fast[0][0], float(fast[1][0]))
+
+    def _parse_one(self, raw: bytes) -> tuple[bytes, float]:
+        from tensorflow.core.example import example_pb2
+
+        # A stray end-group tag ends the parse without an error: the prefix is kept (TensorFlow's batch parser
+        # refuses such bytes, so they come here).
+        features = parse_proto(example_pb2.Example, raw, UNPARSEABLE, complete=False).features.feature
+        example_id = id_from_features(features, self.id_feature)
+        return example_id, label_from_features(features, self.label_feature, self.task)
 
     def parse_one(self, raw: bytes) -> tuple[bytes, float]:
         """(id, label) of one example, or KeyError(reason) — a KeyError so that no other error is swallowed."""
-        from google.protobuf.message import DecodeError
-        from tensorflow.core.example import example_pb2
-
-        example = example_pb2.Example()
         try:
-            example.ParseFromString(raw)
-        except (DecodeError, RuntimeError, ValueError):
-            raise KeyError(UNPARSEABLE) from None
-        features = example.features.feature
-        if self.id_feature not in features:
-            raise KeyError(MISSING_ID)
-        f = features[self.id_feature]
-        kind = f.WhichOneof("kind")
-        if kind == "bytes_list":
-            values = list(f.bytes_list.value)
-        elif kind == "int64_list":
-            values = [str(v).encode() for v in f.int64_list.value]
-        elif kind is None:
-            raise KeyError(MISSING_ID)
-        else:
-            raise KeyError(ID_WRONG_TYPE)
-        if len(values) != 1:
-            raise KeyError(MISSING_ID if not values else ID_NOT_SINGLE)
-        example_id = values[0]
-        if not example_id:
-            raise KeyError(EMPTY_ID)
-        if len(example_id) > MAX_ID_BYTES:
-            raise KeyError(ID_TOO_LONG)
-        if self.label_feature not in features:
-            raise KeyError(MISSING_LABEL)
-        f = features[self.label_feature]
-        kind = f.WhichOneof("kind")
-        if kind == "bytes_list":
-            raise KeyError(LABEL_NON_NUMERIC)
-        values = list(f.int64_list.value if kind == "int64_list" else f.float_list.value if kind else [])
-        if len(values) != 1:
-            raise KeyError(MISSING_LABEL if not values else LABEL_NOT_SINGLE)
-        label = float(values[0])
-        if not math.isfinite(label):
-            raise KeyError(LABEL_NON_FINITE)
-        if self.task == "binary" and label not in (0.0, 1.0):
-            raise KeyError(LABEL_OUT_OF_DOMAIN)
-        return example_id, label
+            return self._parse_one(raw)
+        except RecordError as e:
+            raise KeyError(e.reason) from None
 
 
 def weight_suffix(weight_feature: str, weight: float) -> bytes:

@@ -2,7 +2,7 @@
 
 ``ReadForwardRecords`` reads TFRecord files (gzip when the name ends in ``.gz``, else uncompressed:
 ``CompressionTypes.AUTO``), e.g. a BulkInferrer ``InferenceResult`` (``prediction_logs-*.gz``) or plain
-forward-record files, and decodes them with :mod:`records`. ``DecodeForwardRecords`` does the decoding
+forward-record files, and decodes them with :mod:`prediction_log` or :mod:`plain_format`. ``DecodeForwardRecords`` does the decoding
 of a PCollection of serialized records. Both return a ``DoOutputsTuple``::
 
     outputs = pipeline | ReadForwardRecords(pattern, "predictionlog", RecordConfig())
@@ -20,8 +20,13 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.metrics import Metrics
 
-from tfx_curator.components.curator.reading import records as records_lib
-from tfx_curator.components.curator.reading.records import RecordConfig
+from tfx_curator.components.curator.reading.plain_format import decode_plain_batch
+from tfx_curator.components.curator.reading.prediction_log import decode_prediction_log_lenient
+from tfx_curator.components.curator.reading.records import (
+    FORMAT_PREDICTION_LOG,
+    RECORD_FORMATS,
+    RecordConfig,
+)
 
 REJECT_TAG = "rejects"
 RECORDS_TAG = "records"
@@ -32,10 +37,6 @@ REJECT_COUNTER_PREFIX = "record_reject_"
 
 # Main-output element type, so that Beam picks tuple/bytes/float coders (no pickling).
 RecordType = tuple[bytes, tuple[float, float, float, bytes]]
-
-FORMAT_PREDICTION_LOG = "predictionlog"
-FORMAT_PLAIN = "plain"
-RECORD_FORMATS = (FORMAT_PREDICTION_LOG, FORMAT_PLAIN)
 
 # Plain records are parsed with one tf.io.parse_example call per batch of this many records.
 DEFAULT_BATCH_SIZE = 4096
@@ -69,7 +70,7 @@ class _CountingDoFn(beam.DoFn):
 
 class _DecodePredictionLogDoFn(_CountingDoFn):
     def process(self, raw: bytes):
-        records, reasons = records_lib.decode_prediction_log_lenient(raw, self._config)
+        records, reasons = decode_prediction_log_lenient(raw, self._config)
         if records:
             self._decoded.inc(len(records))
             yield from records
@@ -79,7 +80,7 @@ class _DecodePredictionLogDoFn(_CountingDoFn):
 
 class _DecodePredictionLogBatchDoFn(_CountingDoFn):
     def process(self, batch):
-        decode, config, decoded = records_lib.decode_prediction_log_lenient, self._config, 0
+        decode, config, decoded = decode_prediction_log_lenient, self._config, 0
         for raw in batch:
             records, reasons = decode(raw, config)
             if records:
@@ -93,7 +94,7 @@ class _DecodePredictionLogBatchDoFn(_CountingDoFn):
 
 class _DecodePlainBatchDoFn(_CountingDoFn):
     def process(self, batch):
-        records, rejects = records_lib.decode_plain_batch(batch, self._config)
+        records, rejects = decode_plain_batch(batch, self._config)
         if records:
             self._decoded.inc(len(records))
             yield from records

@@ -10,6 +10,7 @@ run with the likely cause and the option that accepts it.
 from __future__ import annotations
 
 from tfx_curator.components.curator.options import STRATEGIES_WITH_SCORES, CurationOptions
+from tfx_curator.components.curator.reading.parsing import BAD_ID_COUNT, BAD_ID_TYPE, EMPTY_ID, MISSING_ID
 
 FORMAT_REASONS = ("unparseable", "empty_log", "unsupported_log_type", "no_request_example")
 
@@ -44,7 +45,7 @@ def record_cause(report: dict, options: CurationOptions) -> str:
         other = "plain" if fmt == "predictionlog" else "predictionlog"
         if top in FORMAT_REASONS:
             cause = f"the records are not {fmt!r} records{how}: check record_format (try {other!r})"
-        elif top in ("missing_id", "bad_id_type", "bad_id_count"):
+        elif top in (MISSING_ID, EMPTY_ID, BAD_ID_TYPE, BAD_ID_COUNT):
             cause = (
                 f"the records hold no usable id feature {options.id_feature!r}: check id_feature, and "
                 f"record_format ({fmt!r}{how}; PredictionLogs read as plain records have no id)"
