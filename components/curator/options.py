@@ -9,14 +9,10 @@ import dataclasses
 import json
 import math
 
-from tfx_curator.components.curator.policy import selection
+# The policy registries own the strategy and task names and their lists; options only validate against them.
+from tfx_curator.components.curator.policy.signals import TASKS
+from tfx_curator.components.curator.policy.strategies import LABEL_AWARE_STRATEGIES, STRATEGIES
 
-# The selection library owns the strategy and task names; options only validate against them.
-TASKS = selection.TASKS
-STRATEGIES = selection.STRATEGIES
-LABEL_AWARE_STRATEGIES = ("negative_downsampling", *selection.STRATIFIED_STRATEGIES)
-# Strategies that read the forward records' scores (the others select on labels or at random).
-STRATEGIES_WITH_SCORES = (*selection.IMPORTANCE_STRATEGIES, "top_k", *selection.STRATIFIED_STRATEGIES)
 MODES = ("window", "global")
 MISSING_RECORD_POLICIES = ("uniform", "drop", "keep")
 DUPLICATE_POLICIES = ("latest", "mean", "max")
