@@ -139,8 +139,15 @@ def ht_check(y, selections):
     """
     total = float(y.sum())
     estimates = np.array([np.dot(weight, y) for _, weight in selections])
-    v = np.array([float(np.sum(y**2 * (1 - p) / p)) for p, _ in selections])
-    k4 = np.array([float(np.sum((y / p) ** 4 * p * (1 - p) * (1 - 6 * p * (1 - p)))) for p, _ in selections])
+    seen = y != 0  # terms with y == 0 add nothing, whatever their p (even 0)
+    y = y[seen]
+    v = np.array([float(np.sum(y**2 * (1 - p[seen]) / p[seen])) for p, _ in selections])
+    k4 = np.array(
+        [
+            float(np.sum((y / q) ** 4 * q * (1 - q) * (1 - 6 * q * (1 - q))))
+            for q in (p[seen] for p, _ in selections)
+        ]
+    )
     r = len(selections)
     sigma2 = float(v.mean())
     mu4 = float((k4 + 3 * v**2).mean())

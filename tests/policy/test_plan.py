@@ -61,7 +61,7 @@ def test_per_class_strategies_are_unbiased_over_seeds(strategy, mode, budget):
     s = rng.gamma(0.7, 1.0, n)
     s[rng.random(n) < 0.05] = 0.0
     y = (rng.random(n) < 0.04).astype(float)
-    runs = job_runs(strategy, s, y, budget * n, range(300), mode=mode, window_size=1000)
+    runs = job_runs(strategy, s, y, budget * n, range(300), mode=mode, window_size=1000, mix=0.1)
     for p, _ in runs:
         assert (p[s > 0] > 0).all()  # no positive score left unseen: HT is unbiased
     ht_check(s, runs)
