@@ -69,6 +69,7 @@ class SplitPlan:
 
 
 def strategy_of(options: CurationOptions) -> strategies.Strategy:
+    """The registry entry of the options' strategy (its kind decides every rule below)."""
     return strategies.get(options.strategy)
 
 
@@ -95,6 +96,7 @@ def example_scores(
 
 
 def missing_record_probability(options: CurationOptions, rate: float) -> float:
+    """p of an example without a forward record, by the missing-record policy."""
     return {"uniform": rate, "drop": 0.0, "keep": 1.0}[options.missing_record_policy]
 
 
@@ -138,6 +140,7 @@ def negative_downsampling_rates(
 
 
 def n_windows(n_scored: int, window_size: int) -> int:
+    """How many windows a split's scored examples are hashed into: about `window_size` examples each."""
     return max(1, int(round(n_scored / window_size)))
 
 
