@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfx_curator.components.curator.policy import selection as sel
+from tfx_curator.components.curator.options import CurationOptions
+from tfx_curator.components.curator.policy import plan, sampling, summary, waterfill
 
 RESULTS = Path(__file__).resolve().parent / "results" / "selection_throughput.md"
 TARGET_WATER_FILL = 5e6  # scores/s, from issue 3
@@ -57,19 +58,30 @@ def cases(n: int, window: int, chunk: int) -> list[tuple[str, object]]:
     scores[rng.random(n) < 0.05] = 0.0
     budget = 0.1 * n
     ids = [b"example-%012d" % i for i in range(n)]
-    p = sel.water_fill(scores, budget).p
+    p = waterfill.water_fill(scores, budget).p
 
     def summary_add_solve():
-        summary = sel.ScoreSummary()
+        merged = summary.ScoreSummary()
         for start in range(0, n, chunk):
-            summary.add(scores[start : start + chunk])
-        return summary.solve_lambda(budget)
+            merged.add(scores[start : start + chunk])
+        return merged.solve_lambda(budget)
+
+    def window_thresholds():  # the job's window mode: hashed windows, one water-filling per window
+        options = CurationOptions(budget=0.1, window_size=window)
+        w = plan.windows_of(ids, options, n)
+        order = np.argsort(w, kind="stable")
+        bounds = np.searchsorted(w[order], np.arange(w.max() + 2))
+        thresholds = {}
+        for k in range(bounds.size - 1):
+            at = order[bounds[k] : bounds[k + 1]]
+            thresholds.update(plan.solve_window(options, 0.1, k, scores[at], None))
+        return thresholds
 
     return [
-        ("water_fill (sort + cumsum)", lambda: sel.water_fill(scores, budget)),
-        ("hash_uniform", lambda: sel.hash_uniform(ids, 7)),
-        ("hash_uniform + poisson_sample", lambda: sel.poisson_sample(ids, p, 7)),
-        (f"window_probabilities (W={window})", lambda: sel.window_probabilities(scores, 0.1, window)),
+        ("water_fill (sort + cumsum)", lambda: waterfill.water_fill(scores, budget)),
+        ("hash_uniform", lambda: sampling.hash_uniform(ids, 7)),
+        ("hash_uniform + poisson_sample", lambda: sampling.poisson_sample(ids, p, 7)),
+        (f"window thresholds, hashed windows (W={window})", window_thresholds),
         (f"ScoreSummary add ({chunk} per add) + solve_lambda", summary_add_solve),
     ]
 

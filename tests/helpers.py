@@ -109,11 +109,11 @@ def curated_weights(pattern: str, weight_feature: str = "sample_weight") -> dict
 
 def expected_selection(options, split_data) -> dict:
     """{example_id: float32 weight} the pure library selects for synthetic split data (loss signal)."""
-    from tfx_curator.components.curator.policy import plan, selection
+    from tfx_curator.components.curator.policy import plan, signals
 
     ids, labels, preds, norms = split_data
     has = ~np.isnan(preds)
     scores = np.full(len(ids), np.nan)
-    scores[has] = selection.compute_scores("loss", preds[has], labels[has], "binary", hidden_norm=norms[has])
+    scores[has] = signals.compute_scores("loss", preds[has], labels[has], "binary", hidden_norm=norms[has])
     keep, weight, _ = plan.reference_selection(options, ids, scores, labels)
     return {ids[i]: np.float32(weight[i]) for i in np.flatnonzero(keep)}

@@ -1,6 +1,6 @@
 """tfx-curator: the package root. Sub-packages live in the top-level folders of the same name (see setup.py).
 
-Kept import-light: `import tfx_curator.components.curator.policy.selection` must not pull in TFX. The custom artifact
+Kept import-light: `import tfx_curator.components.curator.policy.plan` must not pull in TFX. The custom artifact
 type is reachable as `tfx_curator.CurationReport` (lazily) because Kubeflow v2 containers import custom artifact
 classes by their type name, `<module>.<Class>`.
 """

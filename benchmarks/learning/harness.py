@@ -69,9 +69,9 @@ class Arm:
     @property
     def signal(self) -> str:
         """The signal behind the scores (transforms.score_signal): the strategy's own, else the loss."""
-        from tfx_curator.components.curator.policy import selection
+        from tfx_curator.components.curator.policy import strategies
 
-        return selection.strategy_signal(self.strategy)
+        return strategies.strategy_signal(self.strategy)
 
 
 FULL = Arm("full", "full")
@@ -166,11 +166,11 @@ def served_scores(
     arm: Arm, task: str, preds: np.ndarray, norms: np.ndarray, labels: np.ndarray
 ) -> np.ndarray:
     """Scores as the Curator computes them from the plain forward records (float32 prediction and norm)."""
-    from tfx_curator.components.curator.policy import selection
+    from tfx_curator.components.curator.policy import signals
 
     p = np.asarray(preds, np.float32).astype(np.float64)
     h = np.asarray(norms, np.float32).astype(np.float64) if arm.hidden_norm else None
-    return selection.compute_scores(arm.signal, p, np.asarray(labels, np.float64), task, hidden_norm=h)
+    return signals.compute_scores(arm.signal, p, np.asarray(labels, np.float64), task, hidden_norm=h)
 
 
 def select(arm: Arm, budget: float, task: str, ids, preds, norms, labels) -> tuple[np.ndarray, np.ndarray]:

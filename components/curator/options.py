@@ -9,14 +9,10 @@ import dataclasses
 import json
 import math
 
-from tfx_curator.components.curator.policy import selection
+# The policy registries own the strategy and task names and their lists; options only validate against them.
+from tfx_curator.components.curator.policy.signals import TASKS
+from tfx_curator.components.curator.policy.strategies import LABEL_AWARE_STRATEGIES, REGISTRY, STRATEGIES
 
-# The selection library owns the strategy and task names; options only validate against them.
-TASKS = selection.TASKS
-STRATEGIES = selection.STRATEGIES
-LABEL_AWARE_STRATEGIES = ("negative_downsampling", *selection.STRATIFIED_STRATEGIES)
-# Strategies that read the forward records' scores (the others select on labels or at random).
-STRATEGIES_WITH_SCORES = (*selection.IMPORTANCE_STRATEGIES, "top_k", *selection.STRATIFIED_STRATEGIES)
 MODES = ("window", "global")
 MISSING_RECORD_POLICIES = ("uniform", "drop", "keep")
 DUPLICATE_POLICIES = ("latest", "mean", "max")
@@ -33,21 +29,8 @@ CHOICES = {
 }
 
 
-# Short notes on each strategy for the `strategy` help (a strategy without a note is listed by name).
-STRATEGY_NOTES = {
-    "loss": "importance sampling on the loss, water-filled to the budget",
-    "grad_norm": "importance sampling on the gradient-norm estimate, water-filled to the budget",
-    "uniform": "every example with the budget rate",
-    "negative_downsampling": "positives kept, negatives sampled",
-    "top_k": "the highest scores, deterministic, unweighted, biased",
-    "full": "everything, weight 1",
-    "stratified_loss": "label-aware water-filling: every positive kept with p = 1 when the budget allows, the "
-    "negatives water-filled on the loss with the rest; one joint water level otherwise; binary tasks only",
-    "stratified_grad_norm": "stratified_loss on the gradient-norm estimate",
-    "balanced_loss": "water-filling on the class-normalised loss s / N_class: the minimum-variance estimate of "
-    "the class-balanced loss, a rare class kept far more often in proportion to its loss; binary tasks only",
-    "balanced_grad_norm": "balanced_loss on the gradient-norm estimate",
-}
+# The `strategy` help lists each strategy with its registry help (a new signal's strategies appear by themselves).
+STRATEGY_NOTES = {s.name: s.help for s in REGISTRY}
 
 
 def choices_help(intro: str, choices: tuple[str, ...], notes: dict[str, str]) -> str:

@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from tfx_curator.components.curator.beam import job, transforms
 from tfx_curator.components.curator.options import CurationOptions
-from tfx_curator.components.curator.policy import plan, selection
+from tfx_curator.components.curator.policy import plan, summary
 
 N = 2000
 MULTI_PROCESS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
@@ -153,7 +153,7 @@ def test_global_threshold_does_not_depend_on_how_scores_are_partitioned():
     rng = np.random.default_rng(0)
     for _ in range(10):
         scores = rng.uniform(0.5, 1.0, 50_000)  # one octave: ~50 scores per bin, so bin sums round
-        whole = selection.ScoreSummary().add(scores).solve_lambda(5000.0)
+        whole = summary.ScoreSummary().add(scores).solve_lambda(5000.0)
         parts = np.array_split(rng.permutation(scores), 7)
-        merged = selection.ScoreSummary.merge([selection.ScoreSummary().add(p) for p in parts])
+        merged = summary.ScoreSummary.merge([summary.ScoreSummary().add(p) for p in parts])
         assert merged.solve_lambda(5000.0) == whole  # bit for bit

@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from tfx_curator.components.curator.beam import job, transforms
 from tfx_curator.components.curator.options import CurationOptions
-from tfx_curator.components.curator.policy import plan, selection
+from tfx_curator.components.curator.policy import plan, sampling, signals
 from tfx_curator.components.curator.reading import example_keys, tfrecord_files
 
 EXAMPLES = transforms.REJECT_SOURCE_EXAMPLES
@@ -261,7 +261,7 @@ class Dirty:
                 add_record("train", example_id, pred, float(np.float32(rng.gamma(2.0))))
         self.without_good_record = [f"g{i:03d}".encode() for i in range(200, 240)]
         # a confidently right prediction for an id the hash keeps even at a tiny p: a huge weight, capped
-        u = selection.hash_uniform([f"tiny-{i}".encode() for i in range(1_000_000)], SEED)
+        u = sampling.hash_uniform([f"tiny-{i}".encode() for i in range(1_000_000)], SEED)
         self.tiny_id = f"tiny-{int(np.argmin(u))}".encode()
         assert u.min() < 1e-5
         add_example("train", self.tiny_id, 1)
@@ -372,9 +372,7 @@ class Dirty:
     @staticmethod
     def _score(pred, norm, label) -> float:
         return float(
-            selection.compute_scores("loss", np.array([pred]), np.array([label]), "binary", np.array([norm]))[
-                0
-            ]
+            signals.compute_scores("loss", np.array([pred]), np.array([label]), "binary", np.array([norm]))[0]
         )
 
     def accepted_ids(self, split: str) -> list[bytes]:

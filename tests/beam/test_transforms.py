@@ -16,7 +16,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from tfx_curator.components.curator.beam import transforms
 from tfx_curator.components.curator.options import CurationOptions
-from tfx_curator.components.curator.policy import plan, selection
+from tfx_curator.components.curator.policy import plan, signals
 from tfx_curator.components.curator.reading import example_keys
 
 N = 1200
@@ -39,7 +39,7 @@ def _expected(options, split_data, signal_hidden=True):
     scores = np.full(len(ids), math.nan)
     has = ~np.isnan(preds)
     signal = transforms.score_signal(options)
-    scores[has] = selection.compute_scores(
+    scores[has] = signals.compute_scores(
         signal, preds[has], labels[has], options.task, hidden_norm=norms[has] if signal_hidden else None
     )
     keep, weight, _ = plan.reference_selection(options, ids, scores, labels)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tfx_curator.components.curator.options import CurationOptions
-from tfx_curator.components.curator.policy import plan, selection
+from tfx_curator.components.curator.policy import plan, signals
 from tfx_curator.components.curator.reporting import monitoring, quality
 
 THRESHOLDS = {"drift_max_auc_change": 0.02, "drift_max_calibration_change": 0.1, "drift_max_psi": 0.25}
@@ -94,7 +94,7 @@ def test_regression_drift_flags_calibration():
 def _curate(p, y, options: CurationOptions, weighted=True):
     """The job's selection on one span (pure library), returning the weighted curated QualityStats and ESS."""
     ids = [f"id-{i}".encode() for i in range(p.size)]
-    scores = selection.compute_scores("loss", p, y)
+    scores = signals.compute_scores("loss", p, y)
     keep, weight, _ = plan.reference_selection(options, ids, scores, y)
     w = weight[keep] if weighted else np.ones(int(keep.sum()))
     curated = quality.QualityStats(weighted=True).add(p[keep], y[keep], weights=w)

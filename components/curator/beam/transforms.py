@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -25,7 +25,8 @@ from apache_beam.metrics import Metrics
 
 from tfx_curator.components.curator import options as options_lib
 from tfx_curator.components.curator.options import CurationOptions
-from tfx_curator.components.curator.policy import plan, selection
+from tfx_curator.components.curator.policy import plan, signals, strategies
+from tfx_curator.components.curator.policy.summary import ScoreSummary
 from tfx_curator.components.curator.reading import example_keys, record_io, tfrecord_files
 from tfx_curator.components.curator.reading import records as records_lib
 from tfx_curator.components.curator.reading.records import RecordConfig
@@ -80,7 +81,7 @@ def resolve_record_format(
 
 def score_signal(options: CurationOptions) -> str:
     """The signal behind the scores: the strategy's own, else the loss (for top_k and for the report)."""
-    return selection.strategy_signal(options.strategy)
+    return strategies.strategy_signal(options.strategy)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -154,7 +155,7 @@ def resolve_duplicates(records: list[tuple], policy: str, label: float, options:
     # max: the record with the largest importance score
     preds = np.array([r[0] for r in records])
     norms = np.array([r[1] for r in records])
-    scores = selection.compute_scores(
+    scores = signals.compute_scores(
         score_signal(options), preds, np.full(preds.size, label), options.task, hidden_norm=norms
     )
     best = max(range(len(records)), key=lambda i: (scores[i], records[i][3], records[i][0]))
@@ -238,19 +239,14 @@ class JoinForwardRecords(beam.PTransform):
 
 def score_batch(rows: Sequence[tuple], options: CurationOptions) -> tuple:
     """Joined rows -> (splits int64[n], ids, raws, labels f64[n], scores f64[n], predictions f64[n],
-    model_versions); NaN score and prediction = no record."""
+    model_versions); NaN score and prediction = no record. The scores are `plan.example_scores`."""
     splits = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     ids = [r[1] for r in rows]
     raws = [r[2] for r in rows]
     labels = np.fromiter((r[3] for r in rows), dtype=np.float64, count=len(rows))
     preds = np.fromiter((r[4] for r in rows), dtype=np.float64, count=len(rows))
     norms = np.fromiter((r[5] for r in rows), dtype=np.float64, count=len(rows))
-    scores = np.full(len(rows), math.nan)
-    has = ~np.isnan(preds)
-    if has.any():
-        scores[has] = selection.compute_scores(
-            score_signal(options), preds[has], labels[has], options.task, hidden_norm=norms[has]
-        )
+    scores = plan.example_scores(options, preds, labels, norms)
     return splits, ids, raws, labels, scores, preds, [r[6] for r in rows]
 
 
@@ -285,49 +281,49 @@ def _sum_tuples(values):
 
 
 class _ScoreSummaryFn(beam.CombineFn):
-    def create_accumulator(self):
-        return selection.ScoreSummary()
+    """Score arrays of one key -> their `ScoreSummary`, the global mode's mergeable aggregate.
 
-    def add_input(self, acc, scores):
+    The summary's sums are exact integers, so combiner lifting and any merge order give the same summary and
+    the same threshold, bit for bit.
+    """
+
+    def create_accumulator(self) -> ScoreSummary:
+        return ScoreSummary()
+
+    def add_input(self, acc: ScoreSummary, scores: np.ndarray) -> ScoreSummary:
         return acc.add(scores)
 
-    def merge_accumulators(self, accs):
-        return selection.ScoreSummary.merge(accs)
+    def merge_accumulators(self, accs: Iterable[ScoreSummary]) -> ScoreSummary:
+        return ScoreSummary.merge(accs)
 
-    def extract_output(self, acc):
+    def extract_output(self, acc: ScoreSummary) -> ScoreSummary:
         return acc
 
 
-def _scored(batch):
-    splits, ids, _, _, scores = batch[:5]
-    has = ~np.isnan(scores)
-    for split in np.unique(splits[has]).tolist():
-        at = has & (splits == split)
-        yield split, [ids[i] for i in np.flatnonzero(at)], scores[at]
-
-
-def _scored_by_class(batch):
-    """(split, ids, [scores, positive]) of one batch: the stratified strategies' window input (2 x n floats)."""
+def _scored(batch, with_classes: bool = False):
+    """(split, ids, scores) of one batch's scored examples per split; with `with_classes`, scores is 2 x n:
+    [scores, positive as 0/1] (the per-class strategies' input)."""
     splits, ids, _, labels, scores = batch[:5]
     has = ~np.isnan(scores)
     for split in np.unique(splits[has]).tolist():
         at = has & (splits == split)
-        yield split, [ids[i] for i in np.flatnonzero(at)], np.stack([scores[at], labels[at] == 1.0])
+        columns = np.stack([scores[at], labels[at] == 1.0]) if with_classes else scores[at]
+        yield split, [ids[i] for i in np.flatnonzero(at)], columns
 
 
-def _class_scores(batch):
-    """((split, positive), scores) of one batch: the stratified strategies' global-mode summaries."""
-    for split, _, columns in _scored_by_class(batch):
-        for c in (0, 1):
-            yield (split, c), columns[0][columns[1] == c]
+def _summary_scores(batch, options: CurationOptions):
+    """((split, group), scores) of one batch: the global mode's summaries (`plan.summary_groups`)."""
+    for split, _, columns in _scored(batch, with_classes=True):
+        groups = plan.summary_groups(options, columns[1] == 1.0)
+        for g in np.unique(groups).tolist():
+            yield (split, g), columns[0][groups == g]
 
 
 def _window_scores(scored, options: CurationOptions, counts: dict):
     """(split, ids, scores) of one batch -> ((split, window), scores of that window); scores may be 2 x n
-    (scores and class, `_scored_by_class`): windows are taken on the last axis."""
+    (`_scored` with classes): windows are taken on the last axis."""
     split, ids, scores = scored
-    windows = plan.n_windows(_counts(counts, split).n_scored, options.window_size)
-    w = plan.window_index(ids, options.seed, windows) if windows > 1 else np.zeros(len(ids), dtype=np.int64)
+    w = plan.windows_of(ids, options, _counts(counts, split).n_scored)
     for k in np.unique(w).tolist():
         yield (split, k), scores[..., w == k]
 
@@ -336,88 +332,75 @@ def _counts(counts: dict, split: int) -> plan.SplitCounts:
     return plan.SplitCounts(*counts.get(split, (0, 0, 0)))
 
 
-def _rate(options: CurationOptions, c: plan.SplitCounts) -> float:
-    return selection.budget_count(options.budget, c.n) / c.n if c.n else 0.0
-
-
 class _ConcatScoresFn(beam.CombineFn):
-    """Concatenates score arrays per key; combiner lifting merges them within a bundle before the shuffle, so
-    a window's scores cross as a few large arrays, not one small array per batch."""
+    """Score arrays of one key (a window) -> one array, concatenated on the last axis (1-D scores, or 2 x n
+    scores and classes).
 
-    def create_accumulator(self):
+    Combiner lifting merges them within a bundle before the shuffle, so a window's scores cross as a few large
+    arrays, not one small array per batch. The order of the result depends on the runner: `plan.solve_window`
+    sorts before solving.
+    """
+
+    def create_accumulator(self) -> list[np.ndarray]:
         return []
 
-    def add_input(self, acc, scores):
+    def add_input(self, acc: list[np.ndarray], scores: np.ndarray) -> list[np.ndarray]:
         acc.append(scores)
         return acc
 
-    def merge_accumulators(self, accs):
+    def merge_accumulators(self, accs: Iterable[list[np.ndarray]]) -> list[np.ndarray]:
         merged = [a for acc in accs for a in acc]
         return [np.concatenate(merged, axis=-1)] if merged else []
 
-    def compact(self, acc):
+    def compact(self, acc: list[np.ndarray]) -> list[np.ndarray]:
         return [np.concatenate(acc, axis=-1)] if len(acc) > 1 else acc
 
-    def extract_output(self, acc):
+    def extract_output(self, acc: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(acc, axis=-1) if acc else np.zeros(0)
 
 
-def _window_lambda(element, options: CurationOptions, counts: dict):
-    (split, k), scores = element
-    return split, (k, plan.window_lambda(scores, _rate(options, _counts(counts, split)), options.p_min))
-
-
-def _window_class_thresholds(element, options: CurationOptions, counts: dict):
+def _solve_window(element, options: CurationOptions, counts: dict):
+    """((split, window), scores) -> (split, that window's thresholds)."""
     (split, k), columns = element
-    rate = _rate(options, _counts(counts, split))
-    thresholds = plan.window_class_thresholds(
-        columns[0], columns[1] == 1.0, rate, options.p_min, plan.is_balanced(options)
-    )
-    return split, plan.thresholds_by_key(k, thresholds)
+    rate = plan.split_rate(options, _counts(counts, split).n)
+    scores, positive = (columns[0], columns[1] == 1.0) if columns.ndim == 2 else (columns, None)
+    return split, plan.solve_window(options, rate, k, scores, positive)
 
 
 def _top_k_threshold(element, options: CurationOptions, counts: dict):
+    """(split, [(scores, tiebreaks), ...]) -> (split, its top-k threshold)."""
     split, parts = element
     parts = list(parts)
     scores = np.concatenate([p[0] for p in parts])
     ties = np.concatenate([p[1] for p in parts])
-    c = _counts(counts, split)
-    k = int(math.floor(_rate(options, c) * c.n_scored + 0.5))
-    return split, plan.top_k_threshold(scores, ties, k)
+    return split, plan.solve_top_k(plan.split_rate(options, _counts(counts, split).n), scores, ties)
 
 
 def _make_plans(
-    _, options: CurationOptions, n_splits: int, counts: dict, lams: list, summaries: dict, tops: dict
+    _, options: CurationOptions, n_splits: int, counts: dict, windows: list, summaries: dict, tops: dict
 ):
-    stratified = options.strategy in selection.STRATIFIED_STRATEGIES
+    """{split: SplitPlan} from the aggregates: window thresholds, score summaries or top-k thresholds."""
     by_split: dict[int, dict] = {}
-    for split, value in lams:
-        if stratified:
-            by_split.setdefault(split, {}).update(value)
-        else:
-            k, lam = value
-            by_split.setdefault(split, {})[k] = lam
+    for split, thresholds in windows:
+        by_split.setdefault(split, {}).update(thresholds)
     plans = {}
     for split in range(n_splits):
         c = _counts(counts, split)
-        split_lams = by_split.get(split)
-        if split in summaries:
-            split_lams = {0: summaries[split].solve_lambda(_rate(options, c) * c.n_scored, options.p_min)}
-        if stratified:
-            if (split, 0) in summaries or (split, 1) in summaries:
-                negatives, positives = (summaries.get((split, k), selection.ScoreSummary()) for k in (0, 1))
-                thresholds = plan.global_class_thresholds(
-                    negatives, positives, _rate(options, c), options.p_min, plan.is_balanced(options)
-                )
-                split_lams = plan.thresholds_by_key(0, thresholds)
-            plans[split] = plan.make_plan(options, c, None, None, split_lams)
-        else:
-            plans[split] = plan.make_plan(options, c, split_lams, tops.get(split))
+        thresholds = by_split.get(split)
+        groups = {g: summary for (s, g), summary in summaries.items() if s == split}
+        if groups:
+            thresholds = plan.solve_global(options, plan.split_rate(options, c.n), groups)
+        plans[split] = plan.make_plan(options, c, thresholds, tops.get(split))
     return plans
 
 
 class SolveThresholds(beam.PTransform):
-    """Scored batches -> {split: SplitPlan} (a singleton for a side input) and the per-split counts."""
+    """Scored batches -> {split: SplitPlan} (a singleton for a side input) and the per-split counts.
+
+    Only moves data: the aggregates of the strategy (scores per window, score summaries, or the scores for
+    top-k) are gathered per split and solved by the plan functions (plan.py), the same `reference_selection`
+    calls.
+    """
 
     def __init__(self, options: CurationOptions, n_splits: int):
         super().__init__()
@@ -426,44 +409,33 @@ class SolveThresholds(beam.PTransform):
 
     def expand(self, batches):
         o = self._options
+        strategy = plan.strategy_of(o)
         counts = (
             batches | "Counts" >> beam.FlatMap(batch_counts) | "SumCounts" >> beam.CombinePerKey(_sum_tuples)
         )
         counts_side = beam.pvalue.AsDict(counts)
         root = batches.pipeline
-        lams = root | "NoWindows" >> beam.Create([])
+        windows = root | "NoWindows" >> beam.Create([])
         summaries = root | "NoSummaries" >> beam.Create([])
         tops = root | "NoTopK" >> beam.Create([])
-        if o.strategy in selection.IMPORTANCE_STRATEGIES and o.mode == "window":
-            lams = (
+        if strategy.water_filled and o.mode == "window":
+            windows = (
                 batches
                 | "IdsAndScores"
-                >> beam.FlatMap(_scored)  # fused with scoring: only ids and scores cross over
+                >> beam.FlatMap(
+                    _scored, plan.per_class(o)
+                )  # fused with scoring: only ids and scores cross over
                 | "WindowScores" >> beam.FlatMap(_window_scores, o, counts_side)
                 | "GroupWindows" >> beam.CombinePerKey(_ConcatScoresFn())
-                | "WaterFillWindows" >> beam.Map(_window_lambda, o, counts_side)
+                | "SolveWindows" >> beam.Map(_solve_window, o, counts_side)
             )
-        elif o.strategy in selection.STRATIFIED_STRATEGIES and o.mode == "window":
-            lams = (
-                batches
-                | "IdsScoresAndClasses" >> beam.FlatMap(_scored_by_class)
-                | "WindowScores" >> beam.FlatMap(_window_scores, o, counts_side)
-                | "GroupWindows" >> beam.CombinePerKey(_ConcatScoresFn())
-                | "WaterFillWindowClasses" >> beam.Map(_window_class_thresholds, o, counts_side)
-            )
-        elif o.strategy in selection.STRATIFIED_STRATEGIES:
+        elif strategy.water_filled:
             summaries = (
                 batches
-                | "ClassScores" >> beam.FlatMap(_class_scores)
-                | "SummariseClassScores" >> beam.CombinePerKey(_ScoreSummaryFn())
-            )
-        elif o.strategy in selection.IMPORTANCE_STRATEGIES:
-            summaries = (
-                batches
-                | "SplitScores" >> beam.FlatMap(lambda b: ((s, scores) for s, _, scores in _scored(b)))
+                | "GroupScores" >> beam.FlatMap(_summary_scores, o)
                 | "SummariseScores" >> beam.CombinePerKey(_ScoreSummaryFn())
             )
-        elif o.strategy == "top_k":
+        elif strategy.kind == strategies.TOP_K:
             tops = (
                 batches
                 | "ScoresAndTies"
@@ -482,7 +454,7 @@ class SolveThresholds(beam.PTransform):
                 o,
                 self._n_splits,
                 counts_side,
-                beam.pvalue.AsList(lams),
+                beam.pvalue.AsList(windows),
                 beam.pvalue.AsDict(summaries),
                 beam.pvalue.AsDict(tops),
             )
@@ -512,8 +484,7 @@ class SampleExamplesDoFn(beam.DoFn):
             at = np.flatnonzero(splits == split)
             split_ids = [ids[i] for i in at]
             split_plan = plans[split]
-            p = plan.plan_probabilities(split_plan, split_ids, scores[at], labels[at], o.seed)
-            keep, weight = selection.poisson_sample(split_ids, p, o.seed, o.max_weight)
+            p, keep, weight = plan.sample(split_plan, split_ids, scores[at], labels[at], o)
             kept = np.flatnonzero(keep)
             self._selected.inc(int(kept.size))
             self._not_selected.inc(int(at.size - kept.size))

@@ -9,7 +9,8 @@ run with the likely cause and the option that accepts it.
 
 from __future__ import annotations
 
-from tfx_curator.components.curator.options import STRATEGIES_WITH_SCORES, CurationOptions
+from tfx_curator.components.curator.options import CurationOptions
+from tfx_curator.components.curator.policy.strategies import STRATEGIES_WITH_SCORES
 from tfx_curator.components.curator.reading.parsing import BAD_ID_COUNT, BAD_ID_TYPE, EMPTY_ID, MISSING_ID
 
 FORMAT_REASONS = ("unparseable", "empty_log", "unsupported_log_type", "no_request_example")

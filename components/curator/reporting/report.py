@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from tfx_curator.components.curator.options import STRATEGIES_WITH_SCORES
+from tfx_curator.components.curator.policy import strategies
 from tfx_curator.components.curator.reporting import report_served, report_stats, report_verdict
 
 STATS_DIR = "statistics"
@@ -215,7 +215,9 @@ def _notes(plan: dict, stats: dict, counts: dict, read: int) -> list[str]:
     notes = []
     if read == 0:
         notes.append("empty split: nothing to select")
-    if counts["n"] and counts["n_scored"] == 0 and plan["strategy"] in STRATEGIES_WITH_SCORES:
+    strategy = strategies.get(plan["strategy"])
+    notes += strategies.report_notes(strategy.name)
+    if counts["n"] and counts["n_scored"] == 0 and strategy.needs_scores:
         notes.append(
             "no example of this split has a forward record: the missing-record policy decided everything"
         )
@@ -240,7 +242,7 @@ def _notes(plan: dict, stats: dict, counts: dict, read: int) -> list[str]:
     elif (
         counts["n_scored"] > 1
         and stats.get("min_s") == stats.get("max_s")
-        and plan["strategy"] in ("loss", "grad_norm", "top_k")
+        and strategy.uniform_if_scores_equal
     ):
         notes.append(f"all scores are equal ({stats['max_s']:.6g}): uniform sampling")
     return notes

@@ -1,21 +1,21 @@
-"""Label-aware water-filling (stratified_loss / stratified_grad_norm): properties of the exact functions the Beam
-job runs (selection.stratified_thresholds through plan.reference_selection / plan.plan_probabilities)."""
+"""Label-aware water-filling (classes.py: stratified_* and balanced_*): the variance properties of the exact
+functions the Beam job runs (`plan.reference_selection` / `plan.plan_probabilities`, one window = the whole
+split, so water-filling is exact), and their thresholds in window and global mode."""
 
 import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
+from policy_helpers import SETTINGS, floor_bound, job_probabilities
 
 from tfx_curator.components.curator.options import CurationOptions
-from tfx_curator.components.curator.policy import plan
-from tfx_curator.components.curator.policy import selection as sel
+from tfx_curator.components.curator.policy import classes, diagnostics, plan, strategies, waterfill
+from tfx_curator.components.curator.policy.summary import ScoreSummary
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-Z = 4.5  # as in test_selection: how surprising a failed statistical check would be
 # Budget fractions: 0, or at least 1e-9 (below, p underflows to subnormals and every variance is inf or nan;
-# test_selection covers the water-filling solver over the whole range).
+# test_waterfill covers the water-filling solver over the whole range).
 DRAWS = dict(
     seed=st.integers(0, 2**32 - 1),
     n=st.integers(2, 400),
@@ -32,8 +32,8 @@ def _data(seed: int, n: int, positive_rate: float):
 
 
 def _variance(strategy, s, y, budget, p_min=0.0, mix=0.0):
-    p, info = sel.strategy_probabilities(strategy, s, y, budget, p_min=p_min, mix=mix)
-    return sel.expected_squared_error(s, p), p, info
+    p, split_plan = job_probabilities(strategy, s, y, budget, p_min=p_min, mix=mix)
+    return diagnostics.expected_squared_error(s, p), p, split_plan
 
 
 @SETTINGS
@@ -52,9 +52,9 @@ def test_variance_lies_between_importance_sampling_and_negative_downsampling(
     _, s, y = _data(seed, n, positive_rate)
     budget = frac * n
     v_is, *_ = _variance("loss", s, y, budget, p_min)
-    v_st, p, info = _variance("stratified_loss", s, y, budget, p_min, mix)
+    v_st, p, split_plan = _variance("stratified_loss", s, y, budget, p_min, mix)
     v_nd, *_ = _variance("negative_downsampling", s, y, budget, p_min)
-    if info["floor_bound"]:
+    if floor_bound(split_plan):
         return  # budget below n * p_min: every strategy exceeds the budget in its own way
     tol = 1e-9 * (1.0 + abs(v_nd) if math.isfinite(v_nd) else 1.0)
     assert v_is <= v_st + 1e-9 * (1.0 + v_st)
@@ -75,21 +75,24 @@ def test_variance_is_not_below_the_defensive_mixture_of_loss_is():
 @given(positive_rate=st.floats(0.01, 0.5), mix=st.sampled_from([0.0, 0.1]), **DRAWS)
 def test_every_positive_is_kept_when_the_budget_allows(seed, n, positive_rate, frac, mix):
     _, s, y = _data(seed, n, positive_rate)
-    n_pos, budget = int(y.sum()), frac * n
-    p, info = sel.strategy_probabilities("stratified_loss", s, y, budget, mix=mix)
+    n_pos = int(y.sum())
+    p, split_plan = job_probabilities("stratified_loss", s, y, frac * n, mix=mix)
+    budget = split_plan.budget
     if 0 < n_pos < budget and n_pos < n:
-        assert (p[y == 1] == 1.0).all() and info["positives_kept"]
+        assert (p[y == 1] == 1.0).all()
         # the negatives' share of the budget is water-filled on their scores (then mixed at their own rate)
         q = (budget - n_pos) / (n - n_pos)
-        expected = sel.defensive_mix(sel.water_fill(s[y == 0], budget - n_pos).p, min(q, 1.0), mix)
+        expected = waterfill.defensive_mix(
+            waterfill.water_fill(s[y == 0], budget - n_pos).p, min(q, 1.0), mix
+        )
         np.testing.assert_allclose(p[y == 0], expected, rtol=1e-12, atol=1e-15)
     else:  # the floor is infeasible: one joint water level, i.e. the defensive loss IS solution
-        expected, _ = sel.strategy_probabilities("loss", s, y, budget, mix=mix)
+        expected, _ = job_probabilities("loss", s, y, frac * n, mix=mix)
         np.testing.assert_allclose(p, expected, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("mode", ["window", "global"])
-@pytest.mark.parametrize("strategy", sel.STRATIFIED_STRATEGIES)
+@pytest.mark.parametrize("strategy", strategies.STRATIFIED_STRATEGIES)
 @pytest.mark.parametrize("budget", [0.03, 0.1, 0.3])
 def test_plan_meets_the_budget_and_keeps_positives(mode, strategy, budget):
     ids, s, y = _data(3, 6000, 0.05)
@@ -97,28 +100,10 @@ def test_plan_meets_the_budget_and_keeps_positives(mode, strategy, budget):
     options = CurationOptions(strategy=strategy, mode=mode, budget=budget, window_size=1000)
     _, _, split_plan = plan.reference_selection(options, ids, s, y)
     p = plan.plan_probabilities(split_plan, ids, s, y, options.seed)
-    tol = 1e-9 if mode == "window" else 2 * sel.ScoreSummary().relative_bin_width
+    tol = 1e-9 if mode == "window" else 2 * ScoreSummary().relative_bin_width
     assert p.sum() == pytest.approx(budget * len(ids), rel=tol)
     if budget > 0.1 and strategy.startswith("stratified_"):  # 5% positives: every window can keep them all
         assert (p[(y == 1) & ~np.isnan(s)] == 1.0).all()
-
-
-@pytest.mark.parametrize("strategy", ["stratified_loss", "balanced_loss"])
-@pytest.mark.parametrize("mode", ["window", "global"])
-@pytest.mark.parametrize("budget", [0.03, 0.1])
-def test_weighted_loss_total_is_unbiased_over_seeds(strategy, mode, budget):
-    """E[sum_kept w s] = sum s, checked by Monte Carlo over the hash seed with the job's own functions."""
-    ids, s, y = _data(5, 3000, 0.04)
-    estimates = []
-    for seed in range(300):
-        options = CurationOptions(strategy=strategy, mode=mode, budget=budget, seed=seed)
-        keep, weight, split_plan = plan.reference_selection(options, ids, s, y)
-        p = plan.plan_probabilities(split_plan, ids, s, y, seed)
-        assert (p[s > 0] > 0).all()  # no positive score left unseen: HT is unbiased
-        estimates.append(float(np.sum(weight[keep] * s[keep])))
-    estimates = np.array(estimates)
-    se = estimates.std(ddof=1) / math.sqrt(estimates.size)
-    assert abs(estimates.mean() - s.sum()) <= Z * se
 
 
 @pytest.mark.parametrize("balanced", [False, True])
@@ -127,16 +112,16 @@ def test_thresholds_do_not_depend_on_order_or_partitioning(balanced):
     s = rng.gamma(0.5, 1.0, 5000)
     positive = rng.random(s.size) < 0.04
     window = plan.window_class_thresholds(s, positive, 0.1, 0.001, balanced)
-    summaries = [sel.ScoreSummary().add(s[positive == c]) for c in (False, True)]
+    summaries = [ScoreSummary().add(s[positive == c]) for c in (False, True)]
     whole = plan.global_class_thresholds(*summaries, 0.1, 0.0, balanced)
     for _ in range(5):
         order = rng.permutation(s.size)
         assert plan.window_class_thresholds(s[order], positive[order], 0.1, 0.001, balanced) == window
         parts = np.array_split(order, 7)
         merged = [
-            sel.ScoreSummary.merge(
+            ScoreSummary.merge(
                 [
-                    sel.ScoreSummary().add(s[part][positive[part] == c])
+                    ScoreSummary().add(s[part][positive[part] == c])
                     for part in (parts[i] for i in rng.permutation(len(parts)))
                 ]
             )
@@ -148,20 +133,20 @@ def test_thresholds_do_not_depend_on_order_or_partitioning(balanced):
 def test_stratified_strategies_need_a_binary_task():
     with pytest.raises(ValueError, match="needs task 'binary'"):
         CurationOptions(task="regression", strategy="stratified_loss")
-    with pytest.raises(ValueError, match="binary labels"):
-        sel.strategy_probabilities("stratified_loss", np.ones(3), np.array([0.0, 0.5, 1.0]), 1.0)
 
 
-def test_signal_of_each_strategy():
-    assert sel.strategy_signal("stratified_loss") == "loss"
-    assert sel.strategy_signal("stratified_grad_norm") == "grad_norm"
-    assert sel.strategy_signal("negative_downsampling") == "loss"
+def test_class_thresholds_when_the_floor_is_infeasible():
+    """More positives than budget: one joint level for both classes, mixed at the split's rate."""
+    joint = classes.stratified_thresholds(5, 10, 4.0, 0.0, lambda b: 1.0, lambda b: 7.0)
+    assert joint == ((7.0, 4.0 / 15), (7.0, 4.0 / 15))
+    floor = classes.stratified_thresholds(10, 2, 4.0, 0.0, lambda b: b, lambda b: 0.0)
+    assert floor == ((2.0, 0.2), (0.0, 1.0))  # negatives get budget 4 - 2 at rate 0.2; positives p = 1
 
 
 def _balanced_variance(s, y, p):
     """Variance of the HT estimate of the class-balanced loss sum_c L_c / N_c."""
     n_c = np.where(y == 1, max(int(y.sum()), 1), max(int((y == 0).sum()), 1))
-    return sel.expected_squared_error(s / n_c, p)
+    return diagnostics.expected_squared_error(s / n_c, p)
 
 
 @SETTINGS
@@ -172,11 +157,11 @@ def test_balanced_variant_minimises_the_class_balanced_variance(positive_rate, p
     _, s, y = _data(seed, n, positive_rate)
     budget = frac * n
     assume(budget > 0)  # at 0 every variance is inf
-    p, info = sel.strategy_probabilities("balanced_loss", s, y, budget, p_min=p_min)
-    if info["floor_bound"] or budget <= n * p_min:
+    p, split_plan = job_probabilities("balanced_loss", s, y, budget, p_min=p_min)
+    if floor_bound(split_plan) or budget <= n * p_min:
         return
     assert abs(p.sum() - budget) <= 1e-9 * (n + 10)
     v = _balanced_variance(s, y, p)
     for other in ("loss", "stratified_loss", "negative_downsampling", "uniform"):
-        q, _ = sel.strategy_probabilities(other, s, y, budget, p_min=p_min)
+        q, _ = job_probabilities(other, s, y, budget, p_min=p_min)
         assert v <= _balanced_variance(s, y, q) * (1 + 1e-9) + 1e-12, other
