@@ -1,7 +1,7 @@
 """Folding the sampling step's per-batch figures into per-split ones: selection stats and served quality.
 
-Both accumulators merge exactly in any order (report_stats.py, quality.py), so combiner lifting and any
-partitioning give the same figures; only accumulators cross the shuffle.
+Counts, histograms and the served-quality accumulators merge exactly in any order (report_stats.py,
+quality.py); the selection stats' float sums up to rounding. Only accumulators cross the shuffle.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from tfx_curator.components.curator.reporting.report_stats import SplitStats
 class MergeStatsFn(beam.CombineFn):
     """Per-batch `SplitStats` of one split -> the split's `SplitStats` (counts, sums and fixed-bin histograms).
 
-    The accumulator is a `SplitStats` itself, starting from `SplitStats.empty()`; merging adds exactly.
+    The accumulator is a `SplitStats` itself, starting from `SplitStats.empty()`; merging adds counts,
+    histograms and sums.
     """
 
     def create_accumulator(self) -> SplitStats:
