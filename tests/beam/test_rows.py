@@ -77,10 +77,6 @@ def test_the_join_shuffles_ids_and_rows():
     options = CurationOptions()
     p = beam.Pipeline()
     examples = p | "Ex" >> beam.Create([b"raw"]) | join.KeyExamples(0, options)
-    records = (
-        p
-        | "Rec" >> beam.Create([(b"id", (0.5, 1.0, 2.0, b"v"))])
-        | beam.MapTuple(join.typed_record).with_output_types(tuple[bytes, rows.ForwardRecord])
-    )
+    records = p | "Rec" >> beam.Create([(b"id", (0.5, 1.0, 2.0, b"v"))])  # as DecodeForwardRecords emits them
     _ = (examples.examples, records) | "Join" >> join.JoinForwardRecords(options)
     assert _coders_into(p, "Join/GroupById") == ["kv[bytes,row]"]

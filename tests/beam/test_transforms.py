@@ -151,7 +151,7 @@ def test_duplicate_record_policies(policy, expected):
 def _join(p, examples, records, options):
     return (
         p | "Ex" >> beam.Create([(k, rows.KeyedExample(*v)) for k, v in examples]),
-        p | "Rec" >> beam.Create([join.typed_record(*kv) for kv in records]),
+        p | "Rec" >> beam.Create([(k, rows.ForwardRecord(*v)) for k, v in records]),
     ) | join.JoinForwardRecords(options)
 
 

@@ -30,7 +30,6 @@ from tfx_curator.components.curator.beam.rows import (
     STATS,
     CorruptFile,
     EventKey,
-    ForwardRecord,
     Reject,
 )
 from tfx_curator.components.curator.options import CurationOptions
@@ -43,7 +42,7 @@ DETECT_SAMPLE = 64  # records looked at to detect the record format
 class CurateOutputs(NamedTuple):
     """What `Curate` produces; per-split PCollections are indexed like the example patterns."""
 
-    raw_batches: tuple  # per split: lists of serialized raw examples, as read
+    accepted_batches: tuple  # per split: lists of the serialized raw examples KeyExamples accepts
     curated: tuple  # per split: serialized kept examples (original bytes + the weight feature)
     rejects: beam.PCollection  # Reject
     corrupt_files: beam.PCollection  # CorruptFile
@@ -86,13 +85,13 @@ class Curate(beam.PTransform):
         options = self._options
         n_splits = len(self._example_patterns)
         skip = options.skip_corrupt_files
-        keyed, rejects, raws, read_counts, corrupt = [], [], [], [], []
+        keyed, rejects, accepted, read_counts, corrupt = [], [], [], [], []
         for i, pattern in enumerate(self._example_patterns):
             read = pbegin | f"ReadExamples[{i}]" >> tfrecord_files.ReadTFRecordFiles(
                 tfrecord_files.list_files(pattern), BATCH_SIZE, skip
             )
             out = read.batches | f"KeyExamples[{i}]" >> join.KeyExamples(i, options, batched=True)
-            raws.append(read.batches)
+            accepted.append(out[join.ACCEPTED_BATCHES])
             keyed.append(out[join.EXAMPLES_TAG])
             rejects.append(out[REJECTS])
             corrupt.append(read[tfrecord_files.CORRUPT_FILES] | f"CorruptSplit[{i}]" >> _CorruptFiles(i))
@@ -119,9 +118,7 @@ class Curate(beam.PTransform):
             | "KeyRecordRejects"
             >> beam.MapTuple(lambda raw, reason: Reject(RECORDS_SPLIT, REJECT_SOURCE_RECORDS, reason, raw))
         )
-        records = records_out[record_io.RECORDS_TAG] | "TypeRecords" >> beam.MapTuple(
-            join.typed_record
-        ).with_output_types(tuple[bytes, ForwardRecord])
+        records = records_out[record_io.RECORDS_TAG]
         examples = keyed | "FlattenExamples" >> beam.Flatten()
         joined = (examples, records) | "JoinForwardRecords" >> join.JoinForwardRecords(options)
         rejects.append(joined[REJECTS])
@@ -137,7 +134,7 @@ class Curate(beam.PTransform):
         )
         curated = sampled.curated | "CuratedBySplit" >> beam.Partition(lambda kv, n: kv[0], n_splits)
         return CurateOutputs(
-            raw_batches=tuple(raws),
+            accepted_batches=tuple(accepted),
             curated=tuple(part | f"CuratedValues[{i}]" >> beam.Values() for i, part in enumerate(curated)),
             rejects=rejects | "FlattenRejects" >> beam.Flatten().with_output_types(Reject),
             corrupt_files=corrupt | "FlattenCorrupt" >> beam.Flatten().with_output_types(CorruptFile),

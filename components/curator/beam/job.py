@@ -22,7 +22,6 @@ from tfx_curator.components.curator.beam import figures as figures_lib
 from tfx_curator.components.curator.beam import writers
 from tfx_curator.components.curator.beam.rows import QUALITY_CURATED, QUALITY_FULL, Reject, RejectKey
 from tfx_curator.components.curator.options import CurationOptions
-from tfx_curator.components.curator.reading import example_keys
 from tfx_curator.components.curator.reporting import data_quality, monitoring, quality, unbiasedness
 from tfx_curator.components.curator.reporting import report as report_lib
 
@@ -50,9 +49,8 @@ def build(
             writers.split_dir(curated_uri, split)
         )
         if compute_statistics:
-            parser = example_keys.ExampleKeyParser(options.id_feature, options.label_feature, options.task)
-            _ = out.raw_batches[i] | f"Statistics[{split}-raw]" >> writers.WriteStatistics(
-                report_lib.stats_path(report_uri, split, report_lib.RAW), batched=True, parser=parser
+            _ = out.accepted_batches[i] | f"Statistics[{split}-raw]" >> writers.WriteStatistics(
+                report_lib.stats_path(report_uri, split, report_lib.RAW), batched=True
             )
             _ = out.curated[i] | f"Statistics[{split}-unweighted]" >> writers.WriteStatistics(
                 report_lib.stats_path(report_uri, split, report_lib.UNWEIGHTED)

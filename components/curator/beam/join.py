@@ -1,7 +1,7 @@
 """Keying examples by id and joining them with their forward records.
 
     raw batches -> KeyExamples -> (id, KeyedExample) ─┐
-    decoded records -> typed_record -> (id, ForwardRecord) ┴─> JoinForwardRecords -> JoinedRow
+    decoded records ──────────────> (id, ForwardRecord) ┴─> JoinForwardRecords -> JoinedRow
 
 The join is a GroupByKey of `(id, JoinValue)`: one schema-coded row type of bytes, ints and floats crosses the
 shuffle (rows.py). Duplicate ids and records are
@@ -40,10 +40,12 @@ from tfx_curator.components.curator.policy import selection
 from tfx_curator.components.curator.reading import example_keys
 
 EXAMPLES_TAG = "examples"
+ACCEPTED_BATCHES = "accepted_batches"  # the raw examples of each batch that KeyExamples accepts
 
 
 class KeyExamplesDoFn(beam.DoFn):
-    """Batch of raw examples of one split -> (id, KeyedExample); bad ones -> Reject (REJECTS output)."""
+    """Batch of raw examples of one split -> (id, KeyedExample); bad ones -> Reject (REJECTS output); the
+    accepted raw examples of the batch as one list (ACCEPTED_BATCHES output, for statistics: no second parse)."""
 
     def __init__(self, split: int, options: CurationOptions):
         self._split = split
@@ -64,14 +66,16 @@ class KeyExamplesDoFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(
                 REJECTS, Reject(self._split, REJECT_SOURCE_EXAMPLES, reason, batch[i])
             )
-        good = (raw for i, raw in enumerate(batch) if i not in bad) if bad else iter(batch)
+        accepted = [raw for i, raw in enumerate(batch) if i not in bad] if bad else batch
+        yield beam.pvalue.TaggedOutput(ACCEPTED_BATCHES, accepted)
         split = self._split
-        for example_id, label, raw in zip(ids, labels.tolist(), good):
+        for example_id, label, raw in zip(ids, labels.tolist(), accepted):
             yield example_id, KeyedExample(split, raw, label)
 
 
 class KeyExamples(beam.PTransform):
-    """Raw examples of one split -> `examples` (id, KeyedExample) and `rejects` (Reject), a DoOutputsTuple.
+    """Raw examples of one split -> `examples` (id, KeyedExample), `rejects` (Reject) and `accepted_batches`
+    (lists of the accepted raw examples), a DoOutputsTuple.
 
     Input: serialized examples, or lists of them when `batched` (as ReadTFRecordFiles emits).
     """
@@ -87,7 +91,7 @@ class KeyExamples(beam.PTransform):
             raw = raw | "Batch" >> beam.BatchElements(min_batch_size=BATCH_SIZE, max_batch_size=BATCH_SIZE)
         return raw | "Key" >> beam.ParDo(KeyExamplesDoFn(self._split, self._options)).with_output_types(
             tuple[bytes, KeyedExample]
-        ).with_outputs(REJECTS, main=EXAMPLES_TAG)
+        ).with_outputs(REJECTS, ACCEPTED_BATCHES, main=EXAMPLES_TAG)
 
 
 def resolve_duplicates(
@@ -190,7 +194,8 @@ class ResolveJoinDoFn(beam.DoFn):
 
 
 class JoinForwardRecords(beam.PTransform):
-    """((id, KeyedExample), (id, ForwardRecord)) -> `joined` (JoinedRow), `rejects` (Reject), `events`.
+    """((id, KeyedExample), (id, ForwardRecord or its 4 fields as decoded)) -> `joined` (JoinedRow), `rejects`
+    (Reject), `events`.
 
     A GroupByKey of both sides as `(id, JoinValue)`, then the missing/duplicate policies."""
 
@@ -219,10 +224,5 @@ def _example_side(example_id: bytes, example: KeyedExample) -> tuple[bytes, Join
     return example_id, JoinValue(example, None)
 
 
-def _record_side(example_id: bytes, record: ForwardRecord) -> tuple[bytes, JoinValue]:
-    return example_id, JoinValue(None, record)
-
-
-def typed_record(example_id: bytes, record: Sequence) -> tuple[bytes, ForwardRecord]:
-    """A decoded record `(id, (prediction, hidden_norm, timestamp, model_version))` as the join takes it."""
-    return example_id, ForwardRecord(*record)
+def _record_side(example_id: bytes, record) -> tuple[bytes, JoinValue]:
+    return example_id, JoinValue(None, ForwardRecord(*record))

@@ -88,15 +88,14 @@ class WriteFigures(beam.PTransform):
 class WriteStatistics(beam.PTransform):
     """TFDV statistics of serialized examples (or of lists of them when `batched`) -> a binary stats file.
 
-    With `parser` (an ExampleKeyParser) only the examples the curation accepts are described: the rejects are
-    in rejects/, and one unparseable or ill-typed example would make tfx_bsl's decoder fail the whole job."""
+    The raw split's statistics describe the examples the curation accepts (KeyExamples' accepted batches): the
+    rejects are in rejects/, and one unparseable or ill-typed example would make tfx_bsl's decoder fail the job."""
 
-    def __init__(self, path: str, weight_feature: str | None = None, batched: bool = False, parser=None):
+    def __init__(self, path: str, weight_feature: str | None = None, batched: bool = False):
         super().__init__()
         self._path = path
         self._weight_feature = weight_feature
         self._batched = batched
-        self._parser = parser
 
     def expand(self, serialized):
         import tensorflow_data_validation as tfdv
@@ -113,22 +112,18 @@ class WriteStatistics(beam.PTransform):
             )
         return (
             serialized
-            | "ToRecordBatch"
-            >> beam.FlatMap(_decode_batch, example_coder.ExamplesToRecordBatchDecoder(), self._parser)
+            | "ToRecordBatch" >> beam.FlatMap(_decode_batch, example_coder.ExamplesToRecordBatchDecoder())
             | "Statistics" >> tfdv.GenerateStatistics(options)
             | "WriteStatistics" >> tfdv.WriteStatisticsToBinaryFile(self._path)
         )
 
 
-def _decode_batch(batch, decoder, parser=None):
-    """At most one RecordBatch: the accepted examples (with `parser`) that tfx_bsl can decode.
+def _decode_batch(batch, decoder):
+    """At most one RecordBatch: the examples of `batch` that tfx_bsl can decode.
 
     TensorFlow's parser, which decides acceptance, takes a few examples tfx_bsl's protobuf parser refuses (a
     feature name that is not UTF-8): those are left out of the statistics, one by one.
     """
-    if parser is not None:
-        rejected = {i for i, _ in parser.parse(batch)[2]}
-        batch = [raw for i, raw in enumerate(batch) if i not in rejected] if rejected else batch
     try:
         decoded = decoder.DecodeBatch(batch) if len(batch) else None
     except RuntimeError:
