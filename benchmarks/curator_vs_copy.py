@@ -113,7 +113,7 @@ def run_copy(examples: str, records: str, out: str, beam_args: list[str], reader
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from tfx_curator.components.curator.beam import transforms
+    from tfx_curator.components.curator.beam import writers
     from tfx_curator.components.curator.reading import tfrecord_files
 
     with beam.Pipeline(options=PipelineOptions(beam_args)) as p:
@@ -127,7 +127,7 @@ def run_copy(examples: str, records: str, out: str, beam_args: list[str], reader
                 serialized = p | f"Read[{name}]" >> beam.io.ReadFromTFRecord(
                     pattern, coder=beam.coders.BytesCoder()
                 )
-            _ = serialized | f"Write[{name}]" >> transforms.write_split(os.path.join(out, name))
+            _ = serialized | f"Write[{name}]" >> writers.write_split(os.path.join(out, name))
 
 
 def run_curator(

@@ -3,7 +3,7 @@
 For each seed, M0 trains on span 0 (all rows, exactly as `full` trains). Then for each chain (strategy, budget,
 seed) and step t = 1..T: the chain's model M(t-1) serves span t (one forward pass: the prediction and the L2
 norm of the head's input, exactly what `recorder.export_recording_model` emits); the product's pure selection
-path (`plan.reference_selection` on the scores `selection.compute_scores` gives from those float32 records)
+path (`plan.reference_selection` on the scores `signals.compute_scores` gives from those float32 records)
 selects and weights span t; M(t) continues from M(t-1) on the selected rows with the weights (as float32, what
 the Curator writes) as Keras `sample_weight`, and is tested on span t+1 (that forward pass is also the next
 step's serving).
@@ -205,7 +205,7 @@ def forward_records(
 
 
 def curate_job(task: dict) -> dict:
-    """One Curator Beam job (`job.build` -> `transforms.curate`, DirectRunner in memory) over several splits.
+    """One Curator Beam job (`job.build` -> `curate.Curate`, DirectRunner in memory) over several splits.
 
     task: options (JSON), examples {split: path}, records (path), out (folder, replaced). Returns
     {"seconds", "splits": {split: {"path", "selected": {id: float32 weight}, "read", "rejected"}}}; the
@@ -215,7 +215,7 @@ def curate_job(task: dict) -> dict:
     import tensorflow as tf
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from tfx_curator.components.curator.beam import job, transforms
+    from tfx_curator.components.curator.beam import job, writers
     from tfx_curator.components.curator.reporting import report as report_lib
 
     options = CurationOptions.from_json(task["options"])
@@ -234,12 +234,11 @@ def curate_job(task: dict) -> dict:
             compute_statistics=False,
         )
     figures = job.read_raw_figures(report_uri)
-    read = {s: f["events"].get(transforms.EXAMPLES_READ, 0) for s, f in figures["splits"].items()}
-    report = report_lib.build_report(figures, read)
+    report = report_lib.build_report(figures.to_dict(), figures.examples_read())
     report_lib.check_accounting(report)
     splits = {}
     for split, r in report["splits"].items():
-        pattern = os.path.join(transforms.split_dir(curated_uri, split), "*")
+        pattern = os.path.join(writers.split_dir(curated_uri, split), "*")
         selected = {}
         for raw in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP"):
             f = tf.train.Example.FromString(raw.numpy()).features.feature

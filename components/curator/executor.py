@@ -14,7 +14,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from tfx_curator.components.curator import publish
-from tfx_curator.components.curator.beam import job, transforms
+from tfx_curator.components.curator.beam import job, writers
 from tfx_curator.components.curator.spec import (
     CURATED_EXAMPLES_KEY,
     CURATION_REPORT_KEY,
@@ -100,7 +100,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             )
             for split in all_splits:
                 if split not in options.splits:
-                    copy_split(examples, split, transforms.split_dir(curated_staging, split))
+                    copy_split(examples, split, writers.split_dir(curated_staging, split))
             publish.commit(report_staging, report.uri)  # the report first: no curated file without it
             publish.commit(curated_staging, curated.uri)
         except BaseException:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from tfx_curator.components.curator.beam import job, transforms
+from tfx_curator.components.curator.beam import job, join
 from tfx_curator.components.curator.options import CurationOptions
 from tfx_curator.components.curator.policy import plan, summary
 
@@ -142,10 +142,10 @@ def test_mean_of_duplicate_records_does_not_depend_on_their_order(seed):
     ]
     records[3] = (records[3][0], math.nan, math.nan, b"2")
     options = CurationOptions(duplicate_policy="mean")
-    first = transforms.resolve_duplicates(records, "mean", 1.0, options)
+    first = join.resolve_duplicates(records, "mean", 1.0, options)
     for _ in range(5):
         order = rng.permutation(len(records))
-        again = transforms.resolve_duplicates([records[i] for i in order], "mean", 1.0, options)
+        again = join.resolve_duplicates([records[i] for i in order], "mean", 1.0, options)
         assert again == first  # bit for bit (NaN-free fields)
 
 

@@ -29,14 +29,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfx_curator.components.curator.beam import job, transforms
+from tfx_curator.components.curator.beam import job, rows, writers
 from tfx_curator.components.curator.options import CurationOptions
 from tfx_curator.components.curator.policy import plan, sampling, signals
 from tfx_curator.components.curator.reading import example_keys, tfrecord_files
 
-EXAMPLES = transforms.REJECT_SOURCE_EXAMPLES
-RECORDS = transforms.REJECT_SOURCE_RECORDS
-NO_SPLIT = transforms.RECORDS_SPLIT
+EXAMPLES = rows.REJECT_SOURCE_EXAMPLES
+RECORDS = rows.REJECT_SOURCE_RECORDS
+NO_SPLIT = rows.RECORDS_SPLIT
 SEED = 7
 BUDGET = 40  # a count per split: a rate for the larger splits, ">= n" for `small`
 MAX_WEIGHT = 20.0
@@ -55,7 +55,7 @@ def _pipeline():
 
 def _curated(curated_uri: str, split: str) -> dict[bytes, float]:
     """{id: weight} of a curated split; the split's files must exist even when nothing was selected."""
-    pattern = os.path.join(curated_uri, f"Split-{split}", f"{transforms.CURATED_FILE_PREFIX}-*.gz")
+    pattern = os.path.join(curated_uri, f"Split-{split}", f"{writers.CURATED_FILE_PREFIX}-*.gz")
     assert tf.io.gfile.glob(pattern), f"no curated files for split {split}"
     raws = helpers.read_tfrecords(pattern)
     if not raws:
@@ -74,7 +74,7 @@ def _curated(curated_uri: str, split: str) -> dict[bytes, float]:
 def _rejects(report_uri: str) -> collections.Counter:
     """Multiset of (split_index, source, reason, payload) read back from rejects/."""
     out = collections.Counter()
-    for raw in helpers.read_tfrecords(os.path.join(report_uri, job.REJECTS_DIR, "*")):
+    for raw in helpers.read_tfrecords(os.path.join(report_uri, writers.REJECTS_DIR, "*")):
         f = tf.train.Example.FromString(raw).features.feature
         out[
             (

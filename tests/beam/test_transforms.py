@@ -14,7 +14,7 @@ import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from tfx_curator.components.curator.beam import transforms
+from tfx_curator.components.curator.beam import curate, join, rows, transforms
 from tfx_curator.components.curator.options import CurationOptions
 from tfx_curator.components.curator.policy import plan, signals
 from tfx_curator.components.curator.reading import example_keys
@@ -78,11 +78,11 @@ def test_beam_selection_equals_pure_library(files, case):
     root, data = files
     options = CurationOptions(**{"budget": 0.15, "seed": 5, "splits": ("a", "b"), **case})
     with TestPipeline() as p:
-        out = transforms.curate(
-            p, [f"{root}/examples/Split-{s}/*" for s in ("a", "b")], f"{root}/records/*", options
+        out = p | curate.Curate(
+            [f"{root}/examples/Split-{s}/*" for s in ("a", "b")], f"{root}/records/*", options
         )
         for i, split in enumerate(("a", "b")):
-            got = out["curated"][i] | f"IdWeight{i}" >> beam.Map(_id_and_weight)
+            got = out.curated[i] | f"IdWeight{i}" >> beam.Map(_id_and_weight)
             assert_that(got, equal_to(_expected(options, data[split])), label=f"Equal{i}")
 
 
@@ -105,14 +105,14 @@ def test_key_examples_rejects_each_bad_example_with_its_reason():
         helpers.make_example(b"three", 3): example_keys.LABEL_OUT_OF_DOMAIN,
     }
     with TestPipeline() as p:
-        out = p | beam.Create(good + list(bad)) | transforms.KeyExamples(0, options)
+        out = p | beam.Create(good + list(bad)) | join.KeyExamples(0, options)
         assert_that(
             out.examples | beam.Map(lambda kv: (kv[0], kv[1][2])),
             equal_to([(b"g1", 1.0), (b"g2", 0.0)]),
             label="Good",
         )
         assert_that(
-            out[transforms.REJECTS] | beam.Map(lambda r: (r[2], r[3])),
+            out[rows.REJECTS] | beam.Map(lambda r: (r[2], r[3])),
             equal_to([(reason, raw) for raw, reason in bad.items()]),
             label="Rejects",
         )
@@ -123,7 +123,7 @@ def test_int64_ids_are_decimal_ascii():
     ex.features.feature["example_id"].int64_list.value.append(42)
     ex.features.feature["label"].float_list.value.append(1.0)
     with TestPipeline() as p:
-        out = p | beam.Create([ex.SerializeToString()]) | transforms.KeyExamples(0, CurationOptions())
+        out = p | beam.Create([ex.SerializeToString()]) | join.KeyExamples(0, CurationOptions())
         assert_that(out.examples | beam.Keys(), equal_to([b"42"]))
 
 
@@ -144,15 +144,15 @@ REC = {  # (prediction, hidden_norm, timestamp, model_version)
 )
 def test_duplicate_record_policies(policy, expected):
     options = CurationOptions(duplicate_policy=policy)
-    got = transforms.resolve_duplicates(list(REC.values()), policy, 0.0, options)
+    got = join.resolve_duplicates(list(REC.values()), policy, 0.0, options)
     assert (got[0], got[1]) == expected
 
 
 def _join(p, examples, records, options):
     return (
-        p | "Ex" >> beam.Create(examples),
-        p | "Rec" >> beam.Create(records),
-    ) | transforms.JoinForwardRecords(options)
+        p | "Ex" >> beam.Create([(k, rows.KeyedExample(*v)) for k, v in examples]),
+        p | "Rec" >> beam.Create([(k, rows.ForwardRecord(*v)) for k, v in records]),
+    ) | join.JoinForwardRecords(options)
 
 
 def test_join_counts_orphans_duplicates_and_missing_records():
@@ -178,21 +178,19 @@ def test_join_counts_orphans_duplicates_and_missing_records():
             label="Joined",
         )
         assert_that(
-            out[transforms.EVENTS],
+            out[rows.EVENTS],
             equal_to(
                 [
-                    ((transforms.RECORDS_SPLIT, transforms.ORPHAN_RECORDS), 2),
-                    ((0, transforms.DUPLICATE_RECORDS), 1),
-                    ((0, transforms.IDS_WITH_DUPLICATE_RECORDS), 1),
+                    ((rows.RECORDS_SPLIT, rows.ORPHAN_RECORDS), 2),
+                    ((0, rows.DUPLICATE_RECORDS), 1),
+                    ((0, rows.IDS_WITH_DUPLICATE_RECORDS), 1),
                 ]
             ),
             label="Events",
         )
         assert_that(
-            out[transforms.REJECTS],
-            equal_to(
-                [(0, transforms.REJECT_SOURCE_EXAMPLES, example_keys.DUPLICATE_EXAMPLE_ID, b"raw-dup-2")]
-            ),
+            out[rows.REJECTS],
+            equal_to([(0, rows.REJECT_SOURCE_EXAMPLES, example_keys.DUPLICATE_EXAMPLE_ID, b"raw-dup-2")]),
             label="Rejects",
         )
 
@@ -222,7 +220,7 @@ def test_duplicate_ids_with_conflicting_labels_reject_every_copy():
         assert_that(out.joined | beam.Map(lambda r: (r[1], r[2])), equal_to([(b"same", b"raw-same-1")]))
         conflict = example_keys.CONFLICTING_DUPLICATE
         assert_that(
-            out[transforms.REJECTS] | beam.Map(lambda r: (r[0], r[2], r[3])),
+            out[rows.REJECTS] | beam.Map(lambda r: (r[0], r[2], r[3])),
             equal_to(
                 [
                     (0, example_keys.DUPLICATE_EXAMPLE_ID, b"raw-same-2"),
@@ -234,7 +232,7 @@ def test_duplicate_ids_with_conflicting_labels_reject_every_copy():
             label="Rejects",
         )
         assert_that(
-            out[transforms.EVENTS],
-            equal_to([((transforms.RECORDS_SPLIT, transforms.ORPHAN_RECORDS), 2)]),
+            out[rows.EVENTS],
+            equal_to([((rows.RECORDS_SPLIT, rows.ORPHAN_RECORDS), 2)]),
             label="Events",
         )

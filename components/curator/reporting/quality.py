@@ -2,7 +2,7 @@
 
 The curation job already holds the served prediction and the label of every example it scores, so it is a
 complete evaluation of the model in production on the freshest data, at no extra forward pass. `QualityStats`
-is a mergeable accumulator (a Beam CombineFn wraps it in transforms.py); `metrics` turns it into figures.
+is a mergeable accumulator (a Beam CombineFn wraps it in beam/measure.py); `metrics` turns it into figures.
 
 What it keeps, per `model_version` (the records of one span may come from several served models):
 

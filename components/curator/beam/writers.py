@@ -1,0 +1,141 @@
+"""Everything the job writes: curated splits, rejects, TFDV statistics and the job's figures.
+
+<curated_uri>/Split-<split>/data_tfrecord-*.gz      kept examples: original bytes + the weight feature
+<report_uri>/rejects/rejects-*.tfrecord.gz          every rejected input: split index, source, reason, payload
+<report_uri>/statistics/Split-<split>/*.pb          TFDV statistics: raw, curated unweighted, curated weighted
+<report_uri>/_job/figures.json                      the job's figures (figures.py)
+"""
+
+from __future__ import annotations
+
+import os
+
+import apache_beam as beam
+
+from tfx_curator.components.curator.beam import figures as figures_lib
+from tfx_curator.components.curator.beam.rows import Reject
+
+CURATED_FILE_PREFIX = "data_tfrecord"
+REJECTS_DIR = "rejects"
+STATS_BATCH_SIZE = 1000
+
+
+def split_dir(output_uri: str, split: str) -> str:
+    return os.path.join(output_uri, f"Split-{split}")
+
+
+def write_split(directory: str, prefix: str = CURATED_FILE_PREFIX) -> beam.PTransform:
+    """Serialized examples -> gzip TFRecords `<directory>/<prefix>-*.gz` (ExampleGen's layout)."""
+    return beam.io.WriteToTFRecord(
+        os.path.join(directory, prefix), file_name_suffix=".gz", coder=beam.coders.BytesCoder()
+    )
+
+
+def reject_example(reject: Reject) -> bytes:
+    """A reject as a tf.Example: split, source, reason and the untouched payload bytes."""
+    from tensorflow.core.example import example_pb2
+
+    ex = example_pb2.Example()
+    f = ex.features.feature
+    f["split_index"].int64_list.value.append(reject.split)
+    f["source"].bytes_list.value.append(reject.source.encode())
+    f["reason"].bytes_list.value.append(reject.reason.encode())
+    f["payload"].bytes_list.value.append(reject.payload)
+    return ex.SerializeToString()
+
+
+class WriteRejects(beam.PTransform):
+    """Reject -> `<report_uri>/rejects/rejects-*.tfrecord.gz`, one tf.Example each."""
+
+    def __init__(self, report_uri: str):
+        super().__init__()
+        self._report_uri = report_uri
+
+    def expand(self, rejects):
+        return (
+            rejects
+            | "RejectToExample" >> beam.Map(reject_example)
+            | "WriteRejects"
+            >> beam.io.WriteToTFRecord(
+                os.path.join(self._report_uri, REJECTS_DIR, "rejects"),
+                file_name_suffix=".tfrecord.gz",
+                coder=beam.coders.BytesCoder(),
+            )
+        )
+
+
+class WriteFigures(beam.PTransform):
+    """A single JobFigures -> `<report_uri>/_job/figures.json` (one JSON line)."""
+
+    def __init__(self, report_uri: str):
+        super().__init__()
+        self._report_uri = report_uri
+
+    def expand(self, figures):
+        return (
+            figures
+            | "ToJson" >> beam.Map(figures_lib.JobFigures.to_json)
+            | "Write"
+            >> beam.io.WriteToText(
+                os.path.join(self._report_uri, figures_lib.FIGURES_DIR, "figures"),
+                file_name_suffix=".json",
+                shard_name_template="",
+                num_shards=1,
+            )
+        )
+
+
+class WriteStatistics(beam.PTransform):
+    """TFDV statistics of serialized examples (or of lists of them when `batched`) -> a binary stats file.
+
+    The raw split's statistics describe the examples the curation accepts (KeyExamples' accepted batches): the
+    rejects are in rejects/, and one unparseable or ill-typed example would make tfx_bsl's decoder fail the job."""
+
+    def __init__(self, path: str, weight_feature: str | None = None, batched: bool = False):
+        super().__init__()
+        self._path = path
+        self._weight_feature = weight_feature
+        self._batched = batched
+
+    def expand(self, serialized):
+        import tensorflow_data_validation as tfdv
+        from tfx_bsl.coders import example_coder
+
+        options = tfdv.StatsOptions(
+            weight_feature=self._weight_feature,
+            num_quantiles_histogram_buckets=20,
+            num_rank_histogram_buckets=200,
+        )
+        if not self._batched:
+            serialized = serialized | "StatsBatch" >> beam.BatchElements(
+                min_batch_size=STATS_BATCH_SIZE, max_batch_size=STATS_BATCH_SIZE
+            )
+        return (
+            serialized
+            | "ToRecordBatch" >> beam.FlatMap(_decode_batch, example_coder.ExamplesToRecordBatchDecoder())
+            | "Statistics" >> tfdv.GenerateStatistics(options)
+            | "WriteStatistics" >> tfdv.WriteStatisticsToBinaryFile(self._path)
+        )
+
+
+def _decode_batch(batch, decoder):
+    """At most one RecordBatch: the examples of `batch` that tfx_bsl can decode.
+
+    TensorFlow's parser, which decides acceptance, takes a few examples tfx_bsl's protobuf parser refuses (a
+    feature name that is not UTF-8): those are left out of the statistics, one by one.
+    """
+    try:
+        decoded = decoder.DecodeBatch(batch) if len(batch) else None
+    except RuntimeError:
+        batch = [raw for raw in batch if _decodes(decoder, raw)]
+        decoded = decoder.DecodeBatch(batch) if batch else None
+    if decoded is not None:
+        yield decoded
+
+
+def _decodes(decoder, raw: bytes) -> bool:
+    try:
+        decoder.DecodeBatch([raw])
+    except RuntimeError:
+        return False
+    return True
