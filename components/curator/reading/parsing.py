@@ -76,10 +76,10 @@ def or_error(fn: Callable, *args) -> Any:
 
 def check_id(value) -> bytes:
     """An id as bytes: bytes as they are, an integer as its decimal ASCII; RecordError when unusable."""
-    if isinstance(value, (int, np.integer)):
+    if not isinstance(value, bytes):
+        if not isinstance(value, (int, np.integer)):
+            raise RecordError(BAD_ID_TYPE, type(value).__name__)
         value = str(int(value)).encode()
-    elif not isinstance(value, bytes):
-        raise RecordError(BAD_ID_TYPE, type(value).__name__)
     if not value:
         raise RecordError(EMPTY_ID)
     if len(value) > MAX_ID_BYTES:

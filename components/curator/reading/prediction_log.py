@@ -339,13 +339,6 @@ def _log_metadata(log: prediction_log_pb2.PredictionLog, response_model_spec) ->
     return timestamp, version
 
 
-def _record(example_id, value, norm, timestamp: float, version: bytes, config: RecordConfig) -> Record:
-    for outcome in (example_id, value):
-        if isinstance(outcome, RecordError):
-            raise outcome
-    return example_id, (check_prediction(value, config), check_hidden_norm(norm), timestamp, version)
-
-
 def decode_prediction_log_lenient(serialized: bytes, config: RecordConfig) -> tuple[list[Record], list[str]]:
     """Decodes one serialized PredictionLog; never raises RecordError.
 
@@ -366,7 +359,13 @@ def decode_prediction_log_lenient(serialized: bytes, config: RecordConfig) -> tu
     records, reasons = [], []
     for example_id, value, norm in zip(columns.ids, columns.predictions, columns.hidden_norms):
         try:
-            records.append(_record(example_id, value, norm, timestamp, version, config))
+            if isinstance(example_id, RecordError):
+                raise example_id
+            if isinstance(value, RecordError):
+                raise value
+            records.append(
+                (example_id, (check_prediction(value, config), check_hidden_norm(norm), timestamp, version))
+            )
         except RecordError as e:
             reasons.append(e.reason)
     return records, reasons
