@@ -3,7 +3,7 @@
     tfx-curator curate --examples GLOB --records GLOB --output DIR [options]
     tfx-curator validate-records --records GLOB [--id-feature ...]
 
-`curate` runs the same job as the Curator component (components/curator/job.py) and writes the same files:
+`curate` runs the same job as the Curator component (components/curator/beam/job.py) and writes the same files:
 `<output>/Split-<split-name>/data_tfrecord-*.gz` and `<output>/report/<split-name>/` (report.json, report.html,
 rejects/, statistics/: the layout of the component's CurationReport artifact, one folder per split, so that
 splits curated by separate runs into one output keep their own reports). The whole output is written into

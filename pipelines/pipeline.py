@@ -1,4 +1,4 @@
-"""One continuous-training step as a TFX pipeline (GUIDE sections 2 and 5).
+"""One continuous-training step as a TFX pipeline.
 
     new span ──► ImportExampleGen(train) ──┬──► BulkInferrer(served model) ──┐   (or production records
                                            │                                 │    via an Importer)
@@ -83,7 +83,7 @@ _CODE_SHIPPING_FLAGS = (
 
 def direct_beam_args(running_mode: str = "in_memory", workers: int | None = None) -> list[str]:
     """DirectRunner args. in_memory is the default: on 2 cores multi_processing was never faster here and
-    used 2-2.7x the memory (GUIDE section 6)."""
+    used 2-2.7x the memory."""
     if running_mode not in ("in_memory", "multi_threading", "multi_processing"):
         raise ValueError(f"unknown direct_running_mode {running_mode!r}")
     args = ["--runner=DirectRunner", f"--direct_running_mode={running_mode}"]

@@ -1,4 +1,4 @@
-"""The continuous-training protocol (GUIDE section 5) in a realistic regime, with the product's selection code.
+"""The continuous-training protocol in a realistic regime, with the product's selection code.
 
 For each seed, M0 trains on span 0 (all rows, exactly as `full` trains). Then for each chain (strategy, budget,
 seed) and step t = 1..T: the chain's model M(t-1) serves span t (one forward pass: the prediction and the L2

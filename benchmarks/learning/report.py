@@ -216,7 +216,7 @@ def render(name: str, raw: pd.DataFrame, meta: dict, results_dir: str) -> str:
         + ", ".join(f"{n} ({r} rows, label mean {m:.4g})" for n, r, m in meta["spans"])
         + (f"; {cap} rows per span, evenly spread in time" if cap else "; whole spans, no cap")
         + ".",
-        f"- Protocol (GUIDE section 5, `benchmarks/learning/harness.py`): M0 trains on span 0; step t = 1..{steps}: "
+        f"- Protocol (`benchmarks/learning/harness.py`, docs/benchmarks.md): M0 trains on span 0; step t = 1..{steps}: "
         "each chain's M(t-1) serves span t (prediction and L2 norm of the head's input, as float32 forward "
         "records), the product's pure selection path (`plan.reference_selection`) selects and weights span t, "
         "M(t) continues from M(t-1) on the selected rows with the float32 weights as `sample_weight` and is "

@@ -48,7 +48,7 @@ def record_file_pattern(input_dict: dict[str, list[types.Artifact]]) -> str:
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
-    """Runs the curation Beam job (job.py) and finalises the output artifacts."""
+    """Runs the curation Beam job (beam/job.py) and finalises the output artifacts."""
 
     def Do(
         self,

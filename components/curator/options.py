@@ -12,12 +12,13 @@ import math
 # The policy registries own the strategy and task names and their lists; options only validate against them.
 from tfx_curator.components.curator.policy.signals import TASKS
 from tfx_curator.components.curator.policy.strategies import LABEL_AWARE_STRATEGIES, REGISTRY, STRATEGIES
+from tfx_curator.components.curator.reading import records
 
 MODES = ("window", "global")
 MISSING_RECORD_POLICIES = ("uniform", "drop", "keep")
 DUPLICATE_POLICIES = ("latest", "mean", "max")
 AUTO_FORMAT = "auto"
-RECORD_FORMATS = (AUTO_FORMAT, "predictionlog", "plain")
+RECORD_FORMATS = (AUTO_FORMAT, *records.RECORD_FORMATS)
 # The options that take one of a fixed set of values (checked by `validate`, offered as choices by the CLI).
 CHOICES = {
     "task": TASKS,

@@ -79,7 +79,9 @@ def test_every_field_has_help_text():
 
 def test_the_strategy_help_lists_every_strategy_with_its_note():
     text = options_lib.option_help("strategy")
-    for strategy in strategies.REGISTRY:  # the registry's help, so a new signal's strategies appear by themselves
+    for (
+        strategy
+    ) in strategies.REGISTRY:  # the registry's help, so a new signal's strategies appear by themselves
         assert f"{strategy.name} ({strategy.help})" in text
     assert options_lib.choices_help("pick:", ("a", "b"), {"b": "the second"}) == "pick: a; b (the second)"
 

@@ -10,11 +10,11 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import apache_beam as beam
+from absl import logging
 
 from tfx_curator.components.curator import options as options_lib
 from tfx_curator.components.curator.beam import join, measure, transforms

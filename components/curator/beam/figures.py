@@ -147,7 +147,7 @@ def path(report_uri: str) -> str:
 
 def read(report_uri: str) -> JobFigures:
     """The figures a job wrote under `report_uri`."""
-    from tfx.dsl.io import fileio
+    from tensorflow.io import gfile
 
-    with fileio.open(path(report_uri), "r") as f:
+    with gfile.GFile(path(report_uri), "r") as f:
         return JobFigures.from_json(f.read())

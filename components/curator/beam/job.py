@@ -100,7 +100,7 @@ def read_raw_figures(report_uri: str) -> figures_lib.JobFigures:
 def read_previous_report(path: str, split: str | None = None) -> dict:
     """A previous run's report.json: `path` is the file or a folder holding it (directly, in `<split>/`, in
     `report/<split>/` as the CLI writes it, or in `report/` as older CLI outputs did)."""
-    from tfx.dsl.io import fileio
+    from tensorflow.io import gfile
 
     candidates = [path, os.path.join(path, "report.json")]
     if split:
@@ -110,8 +110,8 @@ def read_previous_report(path: str, split: str | None = None) -> dict:
         ]
     candidates.append(os.path.join(path, "report", "report.json"))
     for candidate in candidates:
-        if fileio.exists(candidate) and not fileio.isdir(candidate):
-            with fileio.open(candidate, "r") as f:
+        if gfile.exists(candidate) and not gfile.isdir(candidate):
+            with gfile.GFile(candidate, "r") as f:
                 try:
                     return json.loads(f.read())
                 except json.JSONDecodeError as e:

@@ -11,6 +11,7 @@ pass over the data. curate.py puts the steps together.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -23,6 +24,7 @@ from tfx_curator.components.curator.beam.rows import (
     QUALITY_CURATED,
     QUALITY_FULL,
     STATS,
+    JoinedRow,
     QualityKey,
     QualityRows,
 )
@@ -48,17 +50,33 @@ def score_signal(options: CurationOptions) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def score_batch(rows: Sequence[tuple], options: CurationOptions) -> tuple:
-    """Joined rows -> (splits int64[n], ids, raws, labels f64[n], scores f64[n], predictions f64[n],
-    model_versions); NaN score and prediction = no record. The scores are `plan.example_scores`."""
-    splits = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    ids = [r[1] for r in rows]
-    raws = [r[2] for r in rows]
-    labels = np.fromiter((r[3] for r in rows), dtype=np.float64, count=len(rows))
-    preds = np.fromiter((r[4] for r in rows), dtype=np.float64, count=len(rows))
-    norms = np.fromiter((r[5] for r in rows), dtype=np.float64, count=len(rows))
-    scores = plan.example_scores(options, preds, labels, norms)
-    return splits, ids, raws, labels, scores, preds, [r[6] for r in rows]
+class ScoredBatch(NamedTuple):
+    """A batch of joined rows as columns; NaN score and prediction = no record."""
+
+    splits: np.ndarray  # int64[n]
+    ids: list[bytes]
+    raws: list[bytes]
+    labels: np.ndarray  # float64[n]
+    scores: np.ndarray  # float64[n], `plan.example_scores`
+    predictions: np.ndarray  # float64[n]
+    model_versions: list[bytes]
+
+
+def score_batch(rows: Sequence[JoinedRow], options: CurationOptions) -> ScoredBatch:
+    """Joined rows -> one `ScoredBatch` (the scores are `plan.example_scores`)."""
+    n = len(rows)
+    preds = np.fromiter((r.prediction for r in rows), dtype=np.float64, count=n)
+    labels = np.fromiter((r.label for r in rows), dtype=np.float64, count=n)
+    norms = np.fromiter((r.hidden_norm for r in rows), dtype=np.float64, count=n)
+    return ScoredBatch(
+        splits=np.fromiter((r.split for r in rows), dtype=np.int64, count=n),
+        ids=[r.example_id for r in rows],
+        raws=[r.raw for r in rows],
+        labels=labels,
+        scores=plan.example_scores(options, preds, labels, norms),
+        predictions=preds,
+        model_versions=[r.model_version for r in rows],
+    )
 
 
 class ScoreExamples(beam.PTransform):

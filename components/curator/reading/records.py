@@ -26,14 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tfx_curator.components.curator.policy.signals import TASKS
 from tfx_curator.components.curator.reading.parsing import (
     ID_REASONS,
     MAX_ID_BYTES,
     RecordError,
     parse_proto,
 )
-
-TASKS = ("binary", "regression")
 
 # Plain format field names that are not configurable.
 MODEL_VERSION_FEATURE = "model_version"

@@ -171,13 +171,13 @@ def check_accounting(report: dict) -> None:
 
 
 def write_report(report_uri: str, report: dict, figures: dict) -> tuple[str, str]:
-    from tfx.dsl.io import fileio
+    from tensorflow.io import gfile
 
     json_path = os.path.join(report_uri, "report.json")
     html_path = os.path.join(report_uri, "report.html")
-    with fileio.open(json_path, "w") as f:
+    with gfile.GFile(json_path, "w") as f:
         f.write(json.dumps(report, indent=2, sort_keys=True, default=float))
-    with fileio.open(html_path, "w") as f:
+    with gfile.GFile(html_path, "w") as f:
         f.write(render_html(report, figures))
     return json_path, html_path
 

@@ -24,10 +24,10 @@ def check(report_uri: str, split: str, ess: float, options: CurationOptions) -> 
 
     ess: the curated split's effective sample size (the job's figures), which sets the noise level."""
     import tensorflow_data_validation as tfdv
-    from tfx.dsl.io import fileio
+    from tensorflow.io import gfile
 
     paths = {w: stats_path(report_uri, split, w) for w in (RAW, UNWEIGHTED, WEIGHTED)}
-    if not all(fileio.exists(p) for p in paths.values()):
+    if not all(gfile.exists(p) for p in paths.values()):
         return None
     loaded = {w: tfdv.load_stats_binary(p) for w, p in paths.items()}
     if any(not s.datasets or not s.datasets[0].num_examples for s in loaded.values()):
