@@ -41,7 +41,9 @@ from tfx_curator.components.curator.reading.records import RecordConfig, RecordE
 _EXPLORE = int(os.environ.get("TFX_CURATOR_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(
     max_examples=_EXPLORE or 100,
-    deadline=datetime.timedelta(seconds=2),  # a hang or a pathological slowdown fails the test
+    # Exploring (an unloaded machine, run by hand): a case slower than 2 s is a pathological slowdown and fails.
+    # The default set has no wall-clock limit (CI machines are shared and slow; only the hang guard applies).
+    deadline=datetime.timedelta(seconds=2) if _EXPLORE else None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=not _EXPLORE,  # CI must not flake
 )
@@ -56,7 +58,7 @@ NAMES = ["example_id", "label", "prediction", "hidden_norm", "timestamp", "model
 
 @pytest.fixture(scope="module", autouse=True)
 def warm_up():
-    """First TensorFlow calls build kernels: keep that out of the per-example deadline."""
+    """First TensorFlow calls build kernels: keep that out of the per-example deadline (exploration)."""
     for parser in PARSERS.values():
         parser.parse([b"", b"\x00"])
     plain_format.decode_plain_batch([b"", b"\x00"], BINARY)
