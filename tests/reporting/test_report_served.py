@@ -16,6 +16,7 @@ from tfx_curator.components.curator.reporting import monitoring, quality, report
 
 HOSTILE = "<script>alert('x')</script>"
 SVG = "{http://www.w3.org/2000/svg}"
+VERSIONS = (b"1", HOSTILE.encode())  # two served model versions, one with a hostile name
 
 
 def _span(seed: int, n: int = 2000, shift: float = 0.0):
@@ -25,7 +26,7 @@ def _span(seed: int, n: int = 2000, shift: float = 0.0):
     return p, y
 
 
-def _section(task: str = "binary", versions=(b"1", HOSTILE.encode()), previous: bool = True) -> dict:
+def _section(task: str = "binary", versions=VERSIONS, previous: bool = True) -> dict:
     options = json.loads(CurationOptions(task=task).to_json())
     p, y = _span(0)
     if task == "regression":
