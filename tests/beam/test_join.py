@@ -1,0 +1,210 @@
+"""join.py on small in-memory data: keying examples by id (KeyExamples), resolving duplicate records
+(resolve_duplicates) and joining examples with their forward records (JoinForwardRecords): TestPipeline +
+assert_that, and a hypothesis property for the duplicate policies."""
+
+import math
+
+import apache_beam as beam
+import helpers
+import pytest
+import tensorflow as tf
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tfx_curator.components.curator.beam import join, rows
+from tfx_curator.components.curator.options import CurationOptions
+from tfx_curator.components.curator.reading import example_keys
+
+
+def test_key_examples_rejects_each_bad_example_with_its_reason():
+    options = CurationOptions()
+    good = [helpers.make_example(b"g1", 1), helpers.make_example(b"g2", 0)]
+    wrong_type = tf.train.Example()
+    wrong_type.features.feature["example_id"].float_list.value.append(1.0)
+    wrong_type.features.feature["label"].int64_list.value.append(1)
+    text_label = tf.train.Example()
+    text_label.features.feature["example_id"].bytes_list.value.append(b"t")
+    text_label.features.feature["label"].bytes_list.value.append(b"yes")
+    bad = {
+        b"\x08\x96garbage": example_keys.UNPARSEABLE,
+        helpers.make_example(None, 1): example_keys.MISSING_ID,
+        wrong_type.SerializeToString(): example_keys.BAD_ID_TYPE,
+        helpers.make_example(b"x" * 1025, 1): example_keys.ID_TOO_LONG,
+        helpers.make_example(b"nolabel"): example_keys.MISSING_LABEL,
+        text_label.SerializeToString(): example_keys.BAD_LABEL_TYPE,
+        helpers.make_example(b"three", 3): example_keys.LABEL_OUT_OF_DOMAIN,
+    }
+    with TestPipeline() as p:
+        out = p | beam.Create(good + list(bad)) | join.KeyExamples(0, options)
+        assert_that(
+            out.examples | beam.Map(lambda kv: (kv[0], kv[1][2])),
+            equal_to([(b"g1", 1.0), (b"g2", 0.0)]),
+            label="Good",
+        )
+        assert_that(
+            out[rows.REJECTS] | beam.Map(lambda r: (r[2], r[3])),
+            equal_to([(reason, raw) for raw, reason in bad.items()]),
+            label="Rejects",
+        )
+
+
+def test_int64_ids_are_decimal_ascii():
+    ex = tf.train.Example()
+    ex.features.feature["example_id"].int64_list.value.append(42)
+    ex.features.feature["label"].float_list.value.append(1.0)
+    with TestPipeline() as p:
+        out = p | beam.Create([ex.SerializeToString()]) | join.KeyExamples(0, CurationOptions())
+        assert_that(out.examples | beam.Keys(), equal_to([b"42"]))
+
+
+REC = {  # (prediction, hidden_norm, timestamp, model_version)
+    "old": (0.9, 1.0, 100.0, b"1"),
+    "new": (0.2, 2.0, 200.0, b"2"),
+    "undated": (0.5, math.nan, math.nan, b"3"),
+}
+
+
+@pytest.mark.parametrize(
+    "policy, expected",
+    [
+        ("latest", (0.2, 2.0)),
+        ("mean", (pytest.approx((0.9 + 0.2 + 0.5) / 3), pytest.approx(1.5))),
+        ("max", (0.9, 1.0)),  # label 0: the largest loss is the highest prediction
+    ],
+)
+def test_duplicate_record_policies(policy, expected):
+    options = CurationOptions(duplicate_policy=policy)
+    got = join.resolve_duplicates(list(REC.values()), policy, 0.0, options)
+    assert (got[0], got[1]) == expected
+
+
+def _join(p, examples, records, options):
+    return (
+        p | "Ex" >> beam.Create([(k, rows.KeyedExample(*v)) for k, v in examples]),
+        p | "Rec" >> beam.Create([(k, rows.ForwardRecord(*v)) for k, v in records]),
+    ) | join.JoinForwardRecords(options)
+
+
+def test_join_counts_orphans_duplicates_and_missing_records():
+    options = CurationOptions()
+    examples = [
+        (b"a", (0, b"raw-a", 1.0)),
+        (b"b", (0, b"raw-b", 0.0)),
+        (b"dup", (0, b"raw-dup-1", 0.0)),
+        (b"dup", (0, b"raw-dup-2", 0.0)),
+    ]
+    records = [
+        (b"a", REC["old"]),
+        (b"a", REC["new"]),
+        (b"dup", REC["old"]),
+        (b"orphan", REC["old"]),
+        (b"orphan", REC["new"]),
+    ]
+    with TestPipeline() as p:
+        out = _join(p, examples, records, options)
+        assert_that(
+            out.joined | beam.Map(lambda r: (r[1], r[2], None if math.isnan(r[4]) else r[4])),
+            equal_to([(b"a", b"raw-a", 0.2), (b"b", b"raw-b", None), (b"dup", b"raw-dup-1", 0.9)]),
+            label="Joined",
+        )
+        assert_that(
+            out[rows.EVENTS],
+            equal_to(
+                [
+                    ((rows.RECORDS_SPLIT, rows.ORPHAN_RECORDS), 2),
+                    ((0, rows.DUPLICATE_RECORDS), 1),
+                    ((0, rows.IDS_WITH_DUPLICATE_RECORDS), 1),
+                ]
+            ),
+            label="Events",
+        )
+        assert_that(
+            out[rows.REJECTS],
+            equal_to([(0, rows.REJECT_SOURCE_EXAMPLES, example_keys.DUPLICATE_EXAMPLE_ID, b"raw-dup-2")]),
+            label="Rejects",
+        )
+
+
+def test_duplicate_ids_with_conflicting_labels_reject_every_copy():
+    """Issue 12, bug 9: one copy was kept (smallest bytes) whatever the labels said."""
+    options = CurationOptions()
+    examples = [
+        (b"same", (0, b"raw-same-1", 1.0)),
+        (b"same", (0, b"raw-same-2", 1.0)),
+        (b"clash", (0, b"raw-clash-1", 0.0)),
+        (b"clash", (0, b"raw-clash-2", 1.0)),
+        (b"clash", (1, b"raw-clash-3", 1.0)),
+    ]
+    records = [(b"same", REC["old"]), (b"clash", REC["old"]), (b"clash", REC["new"])]
+    with TestPipeline() as p:
+        out = _join(p, examples, records, options)
+        assert_that(out.joined | beam.Map(lambda r: (r[1], r[2])), equal_to([(b"same", b"raw-same-1")]))
+        conflict = example_keys.CONFLICTING_DUPLICATE
+        assert_that(
+            out[rows.REJECTS] | beam.Map(lambda r: (r[0], r[2], r[3])),
+            equal_to(
+                [
+                    (0, example_keys.DUPLICATE_EXAMPLE_ID, b"raw-same-2"),
+                    (0, conflict, b"raw-clash-1"),
+                    (0, conflict, b"raw-clash-2"),
+                    (1, conflict, b"raw-clash-3"),
+                ]
+            ),
+            label="Rejects",
+        )
+        assert_that(
+            out[rows.EVENTS],
+            equal_to([((rows.RECORDS_SPLIT, rows.ORPHAN_RECORDS), 2)]),
+            label="Events",
+        )
+
+
+_maybe_nan = st.one_of(st.just(math.nan), st.floats(0.0, 1e6, allow_nan=False))
+_records = st.lists(
+    st.tuples(
+        st.floats(0.0, 1.0, allow_nan=False),  # prediction
+        _maybe_nan,  # hidden_norm
+        _maybe_nan,  # timestamp
+        st.sampled_from([b"", b"1", b"2"]),  # model_version
+    ),
+    min_size=2,
+    max_size=6,
+)
+
+
+def _same(a, b) -> bool:
+    return all(x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y)) for x, y in zip(a, b))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    records=_records,
+    data=st.data(),
+    policy=st.sampled_from(["latest", "mean", "max"]),
+    strategy=st.sampled_from(["loss", "grad_norm"]),
+    label=st.sampled_from([0.0, 1.0]),
+)
+def test_resolve_duplicates_ignores_the_order_of_the_records(records, data, policy, strategy, label):
+    """The grouped records of one id arrive in any order: every permutation resolves to the same record."""
+    options = CurationOptions(duplicate_policy=policy, strategy=strategy)
+    shuffled = data.draw(st.permutations(records))
+    first = join.resolve_duplicates(records, policy, label, options)
+    second = join.resolve_duplicates(shuffled, policy, label, options)
+    if policy == "max":  # ties on (score, model_version, prediction) keep the first: see the xfail below
+        first, second = (first.prediction, first.model_version), (second.prediction, second.model_version)
+    assert _same(first, second), (first, second)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="max policy: a tie on (score, model_version, prediction) keeps the first"
+)
+def test_max_policy_tie_ignores_the_order_of_the_records():
+    """Two records of one id with the same prediction and model version but different hidden norms: under the
+    loss signal their scores tie, and the record kept (hence the hidden norm joined) depends on arrival order."""
+    options = CurationOptions(duplicate_policy="max", strategy="loss")
+    records = [(0.5, 1.0, 100.0, b"1"), (0.5, 2.0, 100.0, b"1")]
+    first = join.resolve_duplicates(records, "max", 0.0, options)
+    second = join.resolve_duplicates(records[::-1], "max", 0.0, options)
+    assert _same(first, second), (first, second)
