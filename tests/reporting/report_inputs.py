@@ -40,7 +40,7 @@ def job_figures(
     ids, scores, labels, preds = split_data(n, **data)
     keep, weight, split_plan = plan.reference_selection(options, ids, scores, labels)
     p = plan.plan_probabilities(split_plan, ids, scores, labels, options.seed)
-    stats = SplitStats.from_batch(scores, labels, p, keep, weight, split_plan.rate)
+    stats = SplitStats.from_batch(scores, labels, p, keep, weight)
     has = ~np.isnan(scores)
     versions = [b"1" if i % 3 else b"2" for i in range(n)]
     full = quality.QualityStats("binary").add(preds, labels, versions)

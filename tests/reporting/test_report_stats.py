@@ -37,7 +37,7 @@ FLOAT_SUMS = {
 
 def _batch(scores, labels, p, keep) -> SplitStats:
     weight = np.where(keep, 1.0 / np.where(keep, p, 1.0), 0.0)
-    return SplitStats.from_batch(scores, labels, p, keep, weight, 0.1)
+    return SplitStats.from_batch(scores, labels, p, keep, weight)
 
 
 def _assert_same(a: SplitStats, b: SplitStats) -> None:
@@ -135,7 +135,7 @@ def test_summary_uniform_selection_matches_the_uniform_error_and_equal_weights_g
     rng = np.random.default_rng(0)
     keep = rng.random(n) < rate
     stats = _batch(rng.gamma(2.0, size=n), np.zeros(n), np.full(n, rate), keep)
-    s = stats.summary(rate)
+    s = stats.summary()
     assert s["error_ratio_vs_uniform"] == pytest.approx(1.0)
     assert s["expected_sq_error"] == pytest.approx(stats.sum_s2 * (1 / rate - 1))
     assert s["ess"] == pytest.approx(keep.sum())  # equal weights: ESS = kept
@@ -145,13 +145,13 @@ def test_summary_uniform_selection_matches_the_uniform_error_and_equal_weights_g
 
 
 def test_summary_of_nothing_and_of_a_positive_score_never_selectable():
-    s = SplitStats.empty().summary(0.1)
+    s = SplitStats.empty().summary()
     assert s["ess"] == 0.0 and s["error_ratio_vs_uniform"] == 1.0 and s["min_p_kept"] is None
     assert math.isnan(s["sum_of_weights_over_examples"])
     stats = _batch(np.array([2.0, 1.0]), np.zeros(2), np.array([0.0, 0.5]), np.array([False, True]))
     assert stats.n_zero_p_positive_score == 1 and stats.p_zero == 1
-    assert math.isinf(stats.summary(0.25)["expected_sq_error"])
-    assert math.isinf(stats.summary(0.25)["error_ratio_vs_uniform"])
+    assert math.isinf(stats.summary()["expected_sq_error"])
+    assert math.isinf(stats.summary()["error_ratio_vs_uniform"])
 
 
 def test_to_dict_is_plain_json():

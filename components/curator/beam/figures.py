@@ -32,7 +32,7 @@ class SplitFigures:
 
     counts: dict  # n, n_scored, n_positive (joined examples)
     stats: dict  # SplitStats.to_dict()
-    summary: dict  # SplitStats.summary(rate): ESS, error ratio, weight sums
+    summary: dict  # SplitStats.summary(): ESS, error ratio, weight sums
     plan: dict  # the SplitPlan without its lambdas
     lambdas: dict  # window (as a string) -> lambda or thresholds
     events: dict  # event name -> count
@@ -103,7 +103,7 @@ def measured(
         per_split[name] = SplitFigures(
             counts=dict(zip(("n", "n_scored", "n_positive"), counts.get(i, (0, 0, 0)))),
             stats=s.to_dict(),
-            summary=s.summary(p.rate),
+            summary=s.summary(),
             plan={k: v for k, v in dataclasses.asdict(p).items() if k != "lams"},
             lambdas={str(k): v for k, v in sorted(p.lams.items())},
             events=_events(events, i),

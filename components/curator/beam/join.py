@@ -117,8 +117,16 @@ def resolve_duplicates(
     scores = signals.compute_scores(
         transforms.score_signal(options), preds, np.full(preds.size, label), options.task, hidden_norm=norms
     )
+    # Ties are broken on every field, so the record kept never depends on the order the runner delivers them in.
     best = max(
-        range(len(records)), key=lambda i: (scores[i], records[i].model_version, records[i].prediction)
+        range(len(records)),
+        key=lambda i: (
+            scores[i],
+            records[i].model_version,
+            records[i].prediction,
+            _nan_low(records[i].hidden_norm),
+            _nan_low(records[i].timestamp),
+        ),
     )
     return records[best]
 

@@ -321,7 +321,7 @@ class SampleExamplesDoFn(beam.DoFn):
                 yield split, raws[at[j]] + example_keys.weight_suffix(o.weight_feature, float(weight[j]))
             yield beam.pvalue.TaggedOutput(
                 STATS,
-                (split, SplitStats.from_batch(scores[at], labels[at], p, keep, weight, split_plan.rate)),
+                (split, SplitStats.from_batch(scores[at], labels[at], p, keep, weight)),
             )
             split_versions = [versions[i] for i in at]
             yield beam.pvalue.TaggedOutput(

@@ -302,7 +302,7 @@ def render_html(report: dict, figures: dict) -> str:
             for r in unb["features"]:
                 flag = "<span class='bad'>MISMATCH</span>" if r["mismatch"] else "ok"
                 parts.append(
-                    f"<tr><td>{html.escape(r['feature'])}</td><td>{r['distance']}</td>"
+                    f"<tr><td>{html.escape(r['feature'])}</td><td>{html.escape(str(r['distance']))}</td>"
                     f"<td>{r['raw_vs_weighted']:.4f}</td><td>{r['raw_vs_unweighted']:.4f}</td>"
                     f"<td>{r['noise_95']:.4f}</td><td>{flag}</td></tr>"
                 )

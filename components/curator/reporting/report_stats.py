@@ -80,7 +80,7 @@ class SplitStats:
         )
 
     @classmethod
-    def from_batch(cls, scores, labels, p, keep, weight, rate: float) -> SplitStats:
+    def from_batch(cls, scores, labels, p, keep, weight) -> SplitStats:
         scores, labels, p = np.asarray(scores), np.asarray(labels), np.asarray(p)
         has = ~np.isnan(scores)
         s = scores[has]
@@ -135,7 +135,7 @@ class SplitStats:
                 out[f.name] = a + b
         return SplitStats(**out)
 
-    def summary(self, rate: float) -> dict:
+    def summary(self) -> dict:
         """Report figures: ESS, estimator-error ratio vs uniform at the same budget, weight sums."""
         uniform_rate = min(self.expected_kept / self.n, 1.0) if self.n else 0.0
         if self.n_scored == 0:
