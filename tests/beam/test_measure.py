@@ -26,7 +26,7 @@ VERSIONS = [b"1" if i % 3 else b"2" for i in range(N)]
 
 
 def _stats(at: slice) -> SplitStats:
-    return SplitStats.from_batch(SCORES[at], LABELS[at], P[at], KEEP[at], WEIGHT[at], 0.2)
+    return SplitStats.from_batch(SCORES[at], LABELS[at], P[at], KEEP[at], WEIGHT[at])
 
 
 def _figures(stats: SplitStats) -> str:
