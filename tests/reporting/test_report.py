@@ -135,7 +135,7 @@ def test_write_report_writes_json_that_reads_back_and_html(tmp_path):
         page = f.read()
     assert page.startswith("<!doctype html>") and page.endswith("</body></html>")
     started = tags(page)
-    assert started.count("img") == 4  # one per plot of the split
+    assert started.count("svg") == 5  # four charts of the split, the served model's reliability diagram
     for text in ("Split train", "Verdict", "Served model on split train", "/data/a.gz", "unparseable"):
         assert text in page
 

@@ -6,16 +6,14 @@ curated sample with the raw data (unbiasedness.py).
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import os
 
 import numpy as np
 
 from tfx_curator.components.curator.policy import strategies
-from tfx_curator.components.curator.reporting import report_served, report_stats, report_verdict
+from tfx_curator.components.curator.reporting import report_served, report_stats, report_verdict, svg_charts
 
 STATS_DIR = "statistics"
 RAW, UNWEIGHTED, WEIGHTED = "raw", "curated_unweighted", "curated_weighted"
@@ -187,54 +185,29 @@ def write_report(report_uri: str, report: dict, figures: dict) -> tuple[str, str
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
 def _plots(split_figures: dict) -> str:
-    """Four plots, one figure each (they wrap to the window's width): scores, p vs score, weights, labels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Four charts (inline SVG, they wrap to the window's width): scores, p vs score, weights, labels."""
     st = split_figures["stats"]
-    axes = []
-    figures = []
-    for _ in range(4):
-        fig, ax = plt.subplots(figsize=(4.6, 3.4))
-        figures.append(fig)
-        axes.append(ax)
     edges = report_stats.SCORE_BINS
     centers = np.sqrt(edges[:-1] * edges[1:])
     counts = np.asarray(st["score_hist"], dtype=float)
-    axes[0].bar(centers, counts, width=np.diff(edges), align="center")
-    axes[0].set(xscale="log", title=f"score histogram ({st['score_zero']} zero)", xlabel="importance score")
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_p = np.asarray(st["p_sum_by_score_bin"]) / counts
-    shown = (counts > 0) & (mean_p > 0)
-    axes[1].plot(centers[shown], mean_p[shown], marker="o")
-    axes[1].set(title="inclusion probability vs score", xlabel="score", ylabel="mean p")
-    if shown.any():  # log axes need a positive point: an empty split, or one without records, has none
-        axes[1].set(xscale="log", yscale="log")
-    wedges = report_stats.WEIGHT_BINS
-    axes[2].bar(np.sqrt(wedges[:-1] * wedges[1:]), st["weight_hist"], width=np.diff(wedges))
-    axes[2].set(xscale="log", title="weights of kept examples (1/p)", xlabel="weight")
-    labels = ["0", "1"]
-    x = np.arange(2)
-    n_label = np.asarray(st["n_label"], dtype=float)
-    axes[3].bar(x - 0.27, n_label, 0.27, label="examples")
-    axes[3].bar(x, st["kept_label"], 0.27, label="selected")
-    axes[3].bar(x + 0.27, st["sum_w_label"], 0.27, label="weighted")
-    axes[3].set(xticks=x, xticklabels=labels, title="per-label counts", xlabel="label")
-    axes[3].legend(fontsize=8)
-    images = []
-    for fig, ax in zip(figures, axes):
-        images.append(f'<img alt="{html.escape(ax.get_title())}" src="data:image/png;base64,{_png(fig)}">')
-        plt.close(fig)
-    return "<div>" + " ".join(images) + "</div>"
+    shown = (counts > 0) & (mean_p > 0)  # log axes need positive points: an empty split has none
+    charts = [
+        svg_charts.histogram(f"score histogram ({st['score_zero']} zero)", "importance score", edges, counts),
+        svg_charts.line("inclusion probability vs score", "score", "mean p", centers[shown], mean_p[shown]),
+        svg_charts.histogram(
+            "weights of kept examples (1/p)", "weight", report_stats.WEIGHT_BINS, st["weight_hist"]
+        ),
+        svg_charts.grouped_bars(
+            "per-label counts",
+            "label",
+            ["0", "1"],
+            {"examples": st["n_label"], "selected": st["kept_label"], "weighted": st["sum_w_label"]},
+        ),
+    ]
+    return '<div class="charts">' + " ".join(charts) + "</div>"
 
 
 def _table(rows: list[tuple]) -> str:
@@ -253,7 +226,7 @@ def render_html(report: dict, figures: dict) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>tfx-curator report</title><style>",
         "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;margin:.5em 0}",
         "th,td{border:1px solid #ccc;padding:2px 8px;text-align:left} .bad{color:#b00;font-weight:bold}",
-        "img{max-width:100%;height:auto} .ok{color:#070}",
+        "img,svg{max-width:100%;height:auto} .ok{color:#070}",
         "</style></head><body><h1>tfx-curator curation report</h1>",
         report_verdict.verdict_html(report),
         report_served.render_html(report),
