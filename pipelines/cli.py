@@ -321,7 +321,8 @@ def _curate(args, options: CurationOptions, replaced: list[str], staging: list[s
     print(f"[{PROG}] options: {options.to_json()}", flush=True)
     if beam_args:
         print(f"[{PROG}] beam args: {beam_args}", flush=True)
-    staging.append(publish.stage(args.output))
+    staging.append(publish.staging_path(args.output))  # known to the signal handler before it exists
+    publish.stage(args.output, staging[0])
     publish.carry_over(args.output, staging[0], replaced)
     started, cpu = time.monotonic(), time.process_time()
     print(f"[{PROG}] running the Beam job (output staged in {staging[0]})", flush=True)

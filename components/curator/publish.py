@@ -187,9 +187,17 @@ def _siblings(target: str, infix: str) -> list[str]:
     return [_join(parent, n) for n in listdir(parent) if n.startswith(name + infix)]
 
 
-def stage(target: str) -> str:
-    """A new empty staging folder `<target>.tmp-<id>` next to `target` (same filesystem: renames are cheap)."""
-    staging = f"{target.rstrip('/')}{TMP_INFIX}{uuid.uuid4().hex[:12]}"
+def staging_path(target: str) -> str:
+    """A new staging folder's name `<target>.tmp-<id>` next to `target` (same filesystem: renames are cheap).
+
+    Name it before creating it (`stage`), so that a signal handler that cleans up knows it as soon as it exists.
+    """
+    return f"{target.rstrip('/')}{TMP_INFIX}{uuid.uuid4().hex[:12]}"
+
+
+def stage(target: str, staging: str | None = None) -> str:
+    """Create the empty staging folder `staging` (default: a new `staging_path(target)`); returns it."""
+    staging = staging or staging_path(target)
     makedirs(staging)
     return staging
 

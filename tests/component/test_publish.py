@@ -110,3 +110,12 @@ def test_discard_and_recover_without_anything_to_do(tmp_path):
     staging = publish.stage(str(tmp_path / "absent"))
     publish.discard(staging)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_staging_folder_is_named_before_it_is_created(tmp_path):
+    """The CLI's signal handler must know the folder as soon as it exists: name first, then create."""
+    target = str(tmp_path / "out")
+    name = publish.staging_path(target)
+    assert name.startswith(target + publish.TMP_INFIX) and not os.path.exists(name)
+    assert publish.stage(target, name) == name and os.path.isdir(name)
+    assert publish.staging_path(target) != name  # a new name each time
