@@ -233,7 +233,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
     ) as guard:
         try:
             report = guard.run(
-                lambda: _curate(args, options, replaced, staging, guard), _progress, PROGRESS_EVERY
+                lambda: _curate(args, options, replaced, staging, guard), progress_line, PROGRESS_EVERY
             )
         except BaseException:
             publish.discard(staging[0] if staging else None)
@@ -251,7 +251,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
 PROGRESS_EVERY = 10.0  # seconds between progress lines
 
 
-def _progress(seconds: float) -> None:
+def progress_line(seconds: float) -> None:
     """A progress line while the job runs: records read so far (in-process runners)."""
     files = sys.modules.get("tfx_curator.components.curator.reading.tfrecord_files")
     read = getattr(files, "PROGRESS", None)  # None until the module is imported (maybe being imported now)

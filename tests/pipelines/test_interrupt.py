@@ -34,7 +34,7 @@ def test_guard_hands_over_the_work_exception():
 def test_progress_line(capsys, monkeypatch):
     monkeypatch.setitem(tfrecord_files.PROGRESS, "records", 12000)
     monkeypatch.setitem(tfrecord_files.PROGRESS, "files", 3)
-    cli._progress(20.4)
+    cli.progress_line(20.4)
     assert capsys.readouterr().out == "[tfx-curator] 20 s: 12000 records read, 3 files done\n"
 
 
@@ -49,4 +49,4 @@ def test_a_failing_tick_never_ends_the_run(monkeypatch):
     monkeypatch.setitem(
         __import__("sys").modules, "tfx_curator.components.curator.reading.tfrecord_files", object()
     )
-    cli._progress(1.0)  # a module without PROGRESS yet: "starting"
+    cli.progress_line(1.0)  # a module without PROGRESS yet: "starting"
