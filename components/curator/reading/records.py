@@ -37,6 +37,9 @@ from tfx_curator.components.curator.reading.parsing import (
 # Plain format field names that are not configurable.
 MODEL_VERSION_FEATURE = "model_version"
 TIMESTAMP_FEATURE = "timestamp"
+# Predict output of k forward passes per example ([n, k], the recorder's `passes=k`): read as k records of each
+# example (same id, version and timestamp; the pass index is the column), in place of the prediction output.
+PASSES_OUTPUT = "prediction_passes"
 
 FORMAT_PREDICTION_LOG = "predictionlog"
 FORMAT_PLAIN = "plain"
