@@ -61,6 +61,7 @@ class Arm:
             mode=self.mode,
             mix=self.mix,
             hidden_norm_key="hidden_norm" if self.hidden_norm else None,
+            duplicate_policy="mean_std" if self.versions > 1 else "latest",
             weight_feature=WEIGHT,
             splits=splits,
             seed=0,  # ids are seed-tagged: each seed still gets its own hash draws
@@ -202,10 +203,17 @@ def select(arm: Arm, budget: float, task: str, ids, preds, norms, labels) -> tup
 def forward_records(
     ids: list[bytes], preds: np.ndarray, norms: np.ndarray, version: str, when: int
 ) -> list[bytes]:
-    """Plain forward records (schemas/ forward-record format) for one served span."""
+    """Plain forward records (schemas/ forward-record format) for one served span; preds [n, k]: k records per
+    example, one per served version (`version`-0 the newest), the norms logged with each."""
     import pyarrow as pa
     from tfx_bsl.coders import example_coder
 
+    if np.ndim(preds) == 2:
+        return [
+            r
+            for j in range(preds.shape[1])
+            for r in forward_records(ids, preds[:, j], norms, f"{version}-{j}", when - j)
+        ]
     n = len(ids)
     batch = pa.RecordBatch.from_arrays(
         [
