@@ -106,7 +106,7 @@ class RecordConfig:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if not self.id_feature or not self.prediction_key:
             raise ValueError("id_feature and prediction_key must be non-empty")
-        reserved = {MODEL_VERSION_FEATURE, TIMESTAMP_FEATURE}
+        reserved = {MODEL_VERSION_FEATURE, TIMESTAMP_FEATURE, PASSES_OUTPUT}
         names = [self.id_feature, self.prediction_key] + (
             [self.hidden_norm_key] if self.hidden_norm_key else []
         )
