@@ -8,7 +8,9 @@ SavedModel with these signatures, all taking serialized ``tf.Example`` strings, 
     outputs ``prediction`` (float32 [n, 1], or [n, k] for a k-column output), ``hidden_norm`` (float32
     [n, 1], L2 norm of the hidden layer) and ``example_id`` (string [n, 1], the request's id echoed back).
     Rank 2 because tfx_bsl's RunInference splits predict outputs per example with ``output[i]`` and needs
-    an array (not a bare bytes object) for each example.
+    an array (not a bare bytes object) for each example. With ``passes=k > 1`` also ``prediction_passes``
+    (float32 [n, k]): k stochastic forward passes, the model's Dropout layers dropping (everything else in
+    inference mode, e.g. batch normalisation), which the Curator reads as k records of each example.
 ``classification`` (method ``tensorflow/serving/classify``, input ``inputs``; only for a sigmoid or
 softmax output) outputs ``scores`` (float32 [n, 2] = [1 - p, p] for a sigmoid; the softmax as is) and
 ``classes`` (string [n, k] = "0", "1", ...).
@@ -33,6 +35,8 @@ from __future__ import annotations
 import os
 
 import tensorflow as tf
+
+from tfx_curator.components.curator.reading.records import PASSES_OUTPUT
 
 SERVING_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_default"
 CLASSIFICATION_SIGNATURE = "classification"
@@ -84,6 +88,30 @@ def _input_names(model) -> tuple[list[str], bool]:
     return list(names), False
 
 
+def _dropping_copy(model, keras_module):
+    """A copy of `model` sharing all its layers and weights, except that its Dropout layers (and subclasses)
+    drop at inference too: one call is one stochastic forward pass (MC dropout)."""
+    base = keras_module.layers.Dropout
+    replaced = []
+
+    def clone(layer):
+        if not isinstance(layer, base):
+            return layer  # the same layer: shared weights, inference behaviour
+        cls = type(layer)
+        dropping = type(f"Dropping{cls.__name__}", (cls,), {"call": _dropping_call})
+        replaced.append(layer.name)
+        return dropping.from_config(layer.get_config())
+
+    copy = keras_module.models.clone_model(model, clone_function=clone)
+    if not replaced:
+        raise ValueError("passes > 1 needs a Dropout layer in the model: without one every pass is the same")
+    return copy
+
+
+def _dropping_call(self, inputs, training=None):
+    return super(type(self), self).call(inputs, training=True)
+
+
 def _patch_method_names(export_dir: str, method_names: dict[str, str]) -> None:
     """Sets signature method names in saved_model.pb and recomputes fingerprint.pb."""
     from tensorflow.core.protobuf import saved_model_pb2
@@ -114,6 +142,7 @@ def export_recording_model(
     prediction_key: str = "prediction",
     hidden_norm_key: str = "hidden_norm",
     classification: bool | None = None,
+    passes: int = 1,
 ) -> str:
     """Exports `model` as a SavedModel whose signatures also emit the forward-record fields.
 
@@ -130,14 +159,21 @@ def export_recording_model(
       hidden_norm_key: predict output key of the hidden norm.
       classification: export the "classification" signature; default: when the output layer's
         activation is sigmoid (1 column) or softmax.
+      passes: k > 1 adds the predict output `prediction_passes` [n, k]: k stochastic forward passes with the
+        model's Dropout layers on (training=True for dropout only), for the Curator's `mean_std` duplicate
+        policy. Needs a one-column output and a Dropout layer. 1: the signatures are exactly as without it.
 
     Returns:
       export_dir.
     """
     if len(model.outputs) != 1:
         raise ValueError(f"model must have one output, has {len(model.outputs)}")
-    if len({id_feature, prediction_key, hidden_norm_key}) != 3:
-        raise ValueError("id_feature, prediction_key and hidden_norm_key must be distinct")
+    if len({id_feature, prediction_key, hidden_norm_key, PASSES_OUTPUT}) != 4:
+        raise ValueError(
+            f"id_feature, prediction_key, hidden_norm_key and {PASSES_OUTPUT!r} must be distinct"
+        )
+    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+        raise ValueError(f"passes must be an integer >= 1, got {passes!r}")
     keras_module = _keras_module_of(model)
     recording_model = keras_module.Model(
         inputs=model.input, outputs=[_hidden_tensor(model, hidden_layer), model.outputs[0]]
@@ -153,13 +189,18 @@ def export_recording_model(
     activation = _output_activation(model)
     if classification is None:
         classification = activation == "softmax" or (activation == "sigmoid" and output_columns == 1)
+    if passes > 1 and output_columns != 1:
+        raise ValueError(f"passes > 1 needs a one-column output, the model has {output_columns} columns")
 
-    def forward(serialized):
+    def parse(serialized):
+        """(parsed features, the model's inputs)."""
         features = tf.io.parse_example(serialized, spec)
         inputs = {name: features[name] for name in input_names}
-        hidden, prediction = recording_model(
-            inputs if dict_input else [inputs[name] for name in input_names], training=False
-        )
+        return features, inputs if dict_input else [inputs[name] for name in input_names]
+
+    def forward(serialized, parsed=None):
+        features, inputs = parsed or parse(serialized)
+        hidden, prediction = recording_model(inputs, training=False)
         hidden = tf.cast(hidden, tf.float32)
         batch = tf.shape(hidden)[0]
         hidden_norm = tf.norm(tf.reshape(hidden, [batch, -1]), axis=1, keepdims=True)
@@ -177,6 +218,26 @@ def export_recording_model(
     def predict(examples):
         prediction, hidden_norm, example_id = forward(examples)
         return {prediction_key: prediction, hidden_norm_key: hidden_norm, id_feature: example_id}
+
+    if passes > 1:
+        module.passes_model = _dropping_copy(model, keras_module)
+        # Keras 3 keeps a Dropout's random state in a seed-generator variable outside the layer's weights
+        module.passes_state = list(module.passes_model.variables)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=PREDICT_INPUT_KEY)])
+        def predict(examples):  # noqa: F811 - the predict signature with the passes
+            parsed = parse(examples)
+            prediction, hidden_norm, example_id = forward(examples, parsed)
+            # one call on each example repeated k times: every row draws its own dropout mask
+            repeated = tf.nest.map_structure(lambda t: tf.repeat(t, passes, axis=0), parsed[1])
+            out = module.passes_model(repeated, training=False)
+            batch = tf.shape(prediction)[0]
+            return {
+                prediction_key: prediction,
+                hidden_norm_key: hidden_norm,
+                id_feature: example_id,
+                PASSES_OUTPUT: tf.reshape(tf.cast(out, tf.float32), [batch, passes]),
+            }
 
     signatures = {SERVING_SIGNATURE: predict.get_concrete_function()}
     method_names = {}

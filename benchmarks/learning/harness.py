@@ -51,6 +51,7 @@ class Arm:
     mode: str = "window"
     mix: float = 0.0
     hidden_norm: bool = True
+    versions: int = 1  # > 1: scored by the chain's last `versions` served models (policy/passes.py)
 
     def options(self, budget: float, task: str, splits: tuple[str, ...] = ("train",)) -> CurationOptions:
         return CurationOptions(
@@ -60,6 +61,7 @@ class Arm:
             mode=self.mode,
             mix=self.mix,
             hidden_norm_key="hidden_norm" if self.hidden_norm else None,
+            duplicate_policy="mean_std" if self.versions > 1 else "latest",
             weight_feature=WEIGHT,
             splits=splits,
             seed=0,  # ids are seed-tagged: each seed still gets its own hash draws
@@ -90,6 +92,9 @@ ARMS: tuple[Arm, ...] = (
     Arm("stratified_loss", "stratified_loss", "window", 0.1),
     Arm("stratified_grad_norm", "stratified_grad_norm", "window", 0.1),
     Arm("balanced_loss", "balanced_loss", "window", 0.1),
+    # issue 14 item 2: the default scored by the last 3 served model versions of the chain, mean loss +
+    # 1 * std (passes.DISAGREEMENT_BETA, fixed before the runs); steps 1 and 2 have 1 and 2 versions.
+    Arm("versions3_loss", "loss", "window", 0.1, versions=3),
 )
 ARM_BY_NAME = {a.name: a for a in (FULL, *ARMS)}
 DEFENSIVE = tuple(a.name for a in ARMS if a.name.startswith("defensive_"))
@@ -110,6 +115,8 @@ FOCUSED = (
 
 # Label-aware water-filling (issue 14), run beside FOCUSED.
 STRATIFIED = ("stratified_loss", "stratified_grad_norm", "balanced_loss")
+# Several forward passes per example (issue 14 item 2), run beside the default and the two baselines.
+KPASS = ("versions3_loss",)
 
 
 def default_arm_matches_options() -> bool:
@@ -165,12 +172,22 @@ def quality(task: str, labels: np.ndarray, preds: np.ndarray, mean: float = 0.0,
 def served_scores(
     arm: Arm, task: str, preds: np.ndarray, norms: np.ndarray, labels: np.ndarray
 ) -> np.ndarray:
-    """Scores as the Curator computes them from the plain forward records (float32 prediction and norm)."""
-    from tfx_curator.components.curator.policy import signals
+    """Scores as the Curator computes them from the plain forward records (float32 prediction and norm).
+
+    preds [n, k] (k served versions, the newest first; norms of the newest only): the per-record scores
+    combined by `passes.combine` (the `mean_std` duplicate policy's rule)."""
+    from tfx_curator.components.curator.policy import passes, signals
 
     p = np.asarray(preds, np.float32).astype(np.float64)
     h = np.asarray(norms, np.float32).astype(np.float64) if arm.hidden_norm else None
-    return signals.compute_scores(arm.signal, p, np.asarray(labels, np.float64), task, hidden_norm=h)
+    y = np.asarray(labels, np.float64)
+    if p.ndim == 1:
+        return signals.compute_scores(arm.signal, p, y, task, hidden_norm=h)
+    per_pass = [
+        signals.compute_scores(arm.signal, p[:, j], y, task, hidden_norm=h if j == 0 else None)
+        for j in range(p.shape[1])
+    ]
+    return passes.combine(np.stack(per_pass, axis=1))
 
 
 def select(arm: Arm, budget: float, task: str, ids, preds, norms, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -186,10 +203,17 @@ def select(arm: Arm, budget: float, task: str, ids, preds, norms, labels) -> tup
 def forward_records(
     ids: list[bytes], preds: np.ndarray, norms: np.ndarray, version: str, when: int
 ) -> list[bytes]:
-    """Plain forward records (schemas/ forward-record format) for one served span."""
+    """Plain forward records (schemas/ forward-record format) for one served span; preds [n, k]: k records per
+    example, one per served version (`version`-0 the newest), the norms logged with each."""
     import pyarrow as pa
     from tfx_bsl.coders import example_coder
 
+    if np.ndim(preds) == 2:
+        return [
+            r
+            for j in range(preds.shape[1])
+            for r in forward_records(ids, preds[:, j], norms, f"{version}-{j}", when - j)
+        ]
     n = len(ids)
     batch = pa.RecordBatch.from_arrays(
         [
@@ -591,6 +615,16 @@ def run_protocol(prepared: ds_lib.Prepared, run: RunConfig, out_dir: str, csv_pa
         record("M0", 0.0, s, 0, state, {"trained": n, "backward": n * run.epochs, "selected": n, "rate": 1.0})
         return state
 
+    def older_states(arm, b, s, done, versions):
+        """The states of steps done-1, ..., done-versions+1 (step 0: M0), newest first; None if one is missing."""
+        older = []
+        for step in range(done - 1, max(done - versions, -1), -1):
+            path = state_path("M0", 0.0, s) if step == 0 else f"{state_path(arm, b, s)}.step{step}"
+            if not os.path.exists(path) or load_state(path)[0] != step:
+                return None
+            older.append(load_state(path)[1])
+        return older
+
     check_steps = set(range(1, T + 1)) if run.beam_check_steps is None else set(run.beam_check_steps)
     default = ARM_BY_NAME[DEFAULT_ARM]
     chains = chain_list(prepared, run)
@@ -599,15 +633,18 @@ def run_protocol(prepared: ds_lib.Prepared, run: RunConfig, out_dir: str, csv_pa
         done = rows.last_step(name, b, s)
         if done >= T:
             continue
+        history = None  # the chain's older served models, newest first (arms scored by several versions)
         if (
             done >= 1
             and os.path.exists(state_path(name, b, s))
             and load_state(state_path(name, b, s))[0] == done
         ):
+            history = older_states(name, b, s, done, arm.versions)
+        if history is not None:
             state = load_state(state_path(name, b, s))[1]
             first = done + 1
         else:
-            state, first = m0(s), 1
+            state, first, history = m0(s), 1, []
         t_chain = time.time()
         preds, norms = learner.serve(state, spans[first])
         for t in range(first, T + 1):
@@ -619,7 +656,12 @@ def run_protocol(prepared: ds_lib.Prepared, run: RunConfig, out_dir: str, csv_pa
                 info = {"trained": n, "backward": n * run.epochs, "selected": n, "rate": 1.0}
             else:
                 ids = span.tagged_ids(s)
-                kept, weights = select(arm, b, cfg.task, ids, preds, norms, span.labels)
+                served = preds
+                if arm.versions > 1 and history:
+                    t1 = time.time()
+                    served = np.stack([preds, *(learner.serve(h, span)[0] for h in history)], axis=1)
+                    timing["serve_seconds"] += time.time() - t1
+                kept, weights = select(arm, b, cfg.task, ids, served, norms, span.labels)
                 n = span.labels.size
                 info = {
                     "trained": kept.size,
@@ -651,9 +693,13 @@ def run_protocol(prepared: ds_lib.Prepared, run: RunConfig, out_dir: str, csv_pa
             info["select_seconds"] = time.time() - t0
             timing["select_seconds"] += info["select_seconds"]
             t0 = time.time()
+            if arm.versions > 1:
+                history = [state, *history][: arm.versions - 1]
             state = learner.train(state, span, kept, weights, seed=1000 * t + s)
             info["train_seconds"] = time.time() - t0
             timing["train_seconds"] += info["train_seconds"]
+            if arm.versions > 1:
+                save_state(f"{state_path(name, b, s)}.step{t}", t, state)
             preds, norms = record(name, b, s, t, state, info)
         log(
             f"[{cfg.name}] chain {k + 1}/{len(chains)} {name}@{b:g} seed {s}: steps {first}-{T} in "

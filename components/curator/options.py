@@ -10,13 +10,14 @@ import json
 import math
 
 # The policy registries own the strategy and task names and their lists; options only validate against them.
+from tfx_curator.components.curator.policy.passes import DISAGREEMENT_BETA
 from tfx_curator.components.curator.policy.signals import TASKS
 from tfx_curator.components.curator.policy.strategies import LABEL_AWARE_STRATEGIES, REGISTRY, STRATEGIES
 from tfx_curator.components.curator.reading import records
 
 MODES = ("window", "global")
 MISSING_RECORD_POLICIES = ("uniform", "drop", "keep")
-DUPLICATE_POLICIES = ("latest", "mean", "max")
+DUPLICATE_POLICIES = ("latest", "mean", "max", "mean_std")
 AUTO_FORMAT = "auto"
 RECORD_FORMATS = (AUTO_FORMAT, *records.RECORD_FORMATS)
 # The options that take one of a fixed set of values (checked by `validate`, offered as choices by the CLI).
@@ -95,8 +96,10 @@ class CurationOptions:
     )
     duplicate_policy: str = _option(
         "latest",
-        "several records for one id: the latest by timestamp, the mean prediction and hidden norm, or the one "
-        "with the max importance score",
+        "several records for one id (served versions or stochastic passes): the latest by timestamp, the mean "
+        "prediction and hidden norm, the one with the max importance score, or mean_std (the records' mean "
+        f"score + {DISAGREEMENT_BETA:g} * their standard deviation, so examples the passes disagree on are kept "
+        "more often; measured in benchmarks/results/learning_kpass_rule.md)",
     )
     splits: tuple[str, ...] = _option(("train",), "splits to curate; the others are copied unchanged")
     record_format: str = _option(

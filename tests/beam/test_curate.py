@@ -18,7 +18,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from tfx_curator.components.curator.beam import curate, transforms
 from tfx_curator.components.curator.options import CurationOptions
-from tfx_curator.components.curator.policy import plan, signals
+from tfx_curator.components.curator.policy import passes, plan, signals
 from tfx_curator.components.curator.reading import records as records_lib
 
 N = 1200
@@ -86,6 +86,40 @@ def test_beam_selection_equals_pure_library(files, case):
         for i, split in enumerate(("a", "b")):
             got = out.curated[i] | f"IdWeight{i}" >> beam.Map(_id_and_weight)
             assert_that(got, equal_to(_expected(options, data[split])), label=f"Equal{i}")
+
+
+@pytest.mark.parametrize("mode", ["window", "global"])
+def test_mean_std_policy_selects_what_the_pure_rule_selects_on_the_combined_scores(tmp_path, mode):
+    """Ids with 0 to 3 records (served versions): the job keeps what `plan.reference_selection` keeps on the
+    scores `passes.combine` gives from each id's per-record losses (one record: its own loss)."""
+    rng = np.random.default_rng(4)
+    n = 900
+    ids = [b"ex-%d" % i for i in range(n)]
+    labels = (rng.random(n) < 0.2).astype(np.int64)
+    preds = np.round(rng.beta(2, 5, size=(n, 3)), 3).astype(np.float32)
+    counts = rng.integers(0, 4, n)  # records per id
+    records, scores = [], np.full(n, math.nan)
+    for i in range(n):
+        k = int(counts[i])
+        records += [
+            helpers.make_record(ids[i], float(preds[i, j]), 1.0, 1000 + j, b"%d" % j) for j in range(k)
+        ]
+        if k:
+            p = preds[i, :k].astype(np.float64)
+            losses = signals.compute_scores("loss", p, np.full(k, float(labels[i])), "binary")
+            scores[i] = passes.combine_one(losses)
+    helpers.write_tfrecords(
+        str(tmp_path / "examples" / "data.gz"), [helpers.make_example(i, y) for i, y in zip(ids, labels)]
+    )
+    helpers.write_tfrecords(str(tmp_path / "records" / "records.gz"), records[::-1])  # arrival order varies
+    options = CurationOptions(
+        duplicate_policy="mean_std", budget=0.2, seed=3, mode=mode, window_size=300, mix=0.1
+    )
+    keep, weight, _ = plan.reference_selection(options, ids, scores, labels.astype(np.float64))
+    expected = [(ids[i], round(float(np.float32(weight[i])), 4)) for i in np.flatnonzero(keep)]
+    with TestPipeline() as p:
+        out = p | curate.Curate([str(tmp_path / "examples" / "*")], str(tmp_path / "records" / "*"), options)
+        assert_that(out.curated[0] | beam.Map(_id_and_weight), equal_to(expected))
 
 
 def test_resolve_record_format_keeps_a_given_format(tmp_path):

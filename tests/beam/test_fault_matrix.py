@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from tfx_curator.components.curator.beam import job, rows, writers
 from tfx_curator.components.curator.options import CurationOptions
-from tfx_curator.components.curator.policy import plan, sampling, signals
+from tfx_curator.components.curator.policy import passes, plan, sampling, signals
 from tfx_curator.components.curator.reading import example_keys, tfrecord_files
 
 EXAMPLES = rows.REJECT_SOURCE_EXAMPLES
@@ -363,7 +363,7 @@ class Dirty:
         if policy == "latest":  # by timestamp; a record without one is the oldest
             best = max(recs, key=lambda r: -math.inf if math.isnan(r[2]) else r[2])
             return best[:2]
-        if policy == "mean":
+        if policy in ("mean", "mean_std"):  # mean_std: the mean record, scored by expected_selection
             norms = [r[1] for r in recs if not math.isnan(r[1])]
             return float(np.mean([r[0] for r in recs])), float(np.mean(norms)) if norms else math.nan
         scores = [self._score(r[0], r[1], self.labels[example_id]) for r in recs]
@@ -385,7 +385,10 @@ class Dirty:
         scores = np.full(len(ids), math.nan)
         for k, example_id in enumerate(ids):
             picked = self.resolved(example_id, options.duplicate_policy)
-            if picked is not None:
+            recs = self.records.get(example_id) or []
+            if options.duplicate_policy == "mean_std" and len(recs) > 1:  # the records' combined score
+                scores[k] = passes.combine_one([self._score(r[0], r[1], labels[k]) for r in recs])
+            elif picked is not None:
                 scores[k] = self._score(picked[0], picked[1], labels[k])
         opts = CurationOptions(**{**json.loads(options.to_json()), "max_weight": max_weight})
         keep, weight, _ = plan.reference_selection(opts, ids, scores, labels)
@@ -404,7 +407,7 @@ class Dirty:
         run.check_rejects(self.expected_rejects())
 
 
-POLICIES = [("latest", "uniform"), ("mean", "drop"), ("max", "keep")]
+POLICIES = [("latest", "uniform"), ("mean", "drop"), ("max", "keep"), ("mean_std", "uniform")]
 
 
 @pytest.fixture(scope="module")

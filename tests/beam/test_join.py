@@ -6,6 +6,7 @@ import math
 
 import apache_beam as beam
 import helpers
+import numpy as np
 import pytest
 import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from tfx_curator.components.curator.beam import join, rows
 from tfx_curator.components.curator.options import CurationOptions
+from tfx_curator.components.curator.policy import passes
 from tfx_curator.components.curator.reading import example_keys
 
 
@@ -78,6 +80,17 @@ def test_duplicate_record_policies(policy, expected):
     options = CurationOptions(duplicate_policy=policy)
     got = join.resolve_duplicates(list(REC.values()), policy, 0.0, options)
     assert (got[0], got[1]) == expected
+
+
+def test_mean_std_policy_scores_the_mean_loss_plus_the_spread_of_the_records():
+    """Three served versions of one example: the mean record, scored by mean loss + beta * std (passes.py)."""
+    options = CurationOptions(duplicate_policy="mean_std")
+    got = join.resolve_duplicates(list(REC.values()), "mean_std", 0.0, options)
+    losses = -np.log1p(-np.array([0.9, 0.2, 0.5]))  # label 0
+    assert got.score == pytest.approx(losses.mean() + passes.DISAGREEMENT_BETA * losses.std())
+    assert (got.prediction, got.hidden_norm) == (pytest.approx((0.9 + 0.2 + 0.5) / 3), pytest.approx(1.5))
+    for policy in ("latest", "mean", "max"):  # only mean_std carries a combined score
+        assert math.isnan(join.resolve_duplicates(list(REC.values()), policy, 0.0, options).score)
 
 
 def _join(p, examples, records, options):
@@ -182,7 +195,7 @@ def _same(a, b) -> bool:
 @given(
     records=_records,
     data=st.data(),
-    policy=st.sampled_from(["latest", "mean", "max"]),
+    policy=st.sampled_from(["latest", "mean", "max", "mean_std"]),
     strategy=st.sampled_from(["loss", "grad_norm"]),
     label=st.sampled_from([0.0, 1.0]),
 )

@@ -87,6 +87,45 @@ def test_harness_runs_the_protocol_resumably_and_checks_the_beam_job(tmp_path):
     assert len(pd.read_csv(csv)) == len(rows)
 
 
+def test_versions_arm_scores_by_the_last_served_models_and_resumes_with_them(tmp_path):
+    """versions3_loss, 3 steps: step 1 has M0 only (the default's selection, bit for bit), later steps the chain's
+    older models too; a run cut after step 2 resumes at step 3 with the saved older models, as if never cut."""
+    import dataclasses
+
+    config = dataclasses.replace(TINY, load=lambda: _frame(spans=5), steps=3)
+    prepared = ds_lib.prepare(config, seeds=1, work=str(tmp_path / "data"))
+    run = harness.RunConfig(
+        budgets=(0.25,),
+        arms=(harness.DEFAULT_ARM, "versions3_loss"),
+        epochs=1,
+        batch_size=32,
+        seeds_override=1,
+        beam_check_steps=(),
+        yardstick=False,
+    )
+    csv = str(tmp_path / "raw.csv")
+    harness.run_protocol(prepared, run, str(tmp_path / "run"), csv, log=lambda _: None)
+    rows = pd.read_csv(csv).set_index(["arm", "step"])
+    first = rows.loc[("versions3_loss", 1)]
+    assert first["selected"] == rows.loc[(harness.DEFAULT_ARM, 1)]["selected"]
+    assert first["ap"] == rows.loc[(harness.DEFAULT_ARM, 1)]["ap"]  # one model: the plain loss
+    assert (rows.loc["versions3_loss"]["selected"] > 0).all()
+    # cut the run after step 2 (row and latest state of step 2), then resume
+    full = pd.read_csv(csv)
+    cut = full[~((full["arm"] == "versions3_loss") & (full["step"] == 3))]
+    cut.to_csv(csv, index=False)
+    states = tmp_path / "run" / "states"
+    state = states / "versions3_loss@0.25@s0.npz"
+    state.write_bytes((states / "versions3_loss@0.25@s0.npz.step2").read_bytes())
+    harness.run_protocol(prepared, run, str(tmp_path / "run"), csv, log=lambda _: None)
+    again = pd.read_csv(csv)
+    assert len(again) == len(full)
+    pd.testing.assert_frame_equal(
+        again.drop(columns=["select_seconds", "train_seconds"]).reset_index(drop=True),
+        full.drop(columns=["select_seconds", "train_seconds"]).reset_index(drop=True),
+    )
+
+
 def test_paired_differences_and_verdicts():
     rows = pd.DataFrame(
         [
@@ -128,6 +167,37 @@ def test_pure_selection_matches_the_beam_job_for_every_benchmark_strategy(tmp_pa
         if name == "full":
             continue
         arm = harness.ARM_BY_NAME[name]
+        for budget in (0.05, 0.3):
+            check = harness.beam_matches_pure(
+                arm, budget, "binary", path, ids, preds, norms, labels, str(tmp_path / f"{name}-{budget}")
+            )
+            assert check["identical"], (name, budget, check)
+            assert check["selected"] > 0 and check["rejected"] == 0
+
+
+@pytest.mark.slow
+def test_pure_selection_matches_the_beam_job_for_the_kpass_arm(tmp_path):
+    """versions3_loss: the harness's [n, 3] served predictions combined by passes.combine select byte-identically
+    to the Curator Beam job reading 3 records per id (one per served version) with duplicate_policy mean_std."""
+    n = 9000
+    rng = np.random.default_rng(12)
+    part = pd.DataFrame(
+        {
+            ds_lib.ID: [f"row-{i}" for i in range(n)],
+            "x": rng.normal(size=n),
+            "k": rng.integers(0, 4, n),
+            "colour": rng.choice(["red", "green"], size=n),
+        }
+    )
+    labels = (rng.random(n) < 0.05).astype(np.int64)
+    path = str(tmp_path / "span.tfrecord")
+    ds_lib.write_records(path, ds_lib.serialize(TINY, part, labels, "#s0"))
+    ids = [f"row-{i}#s0".encode() for i in range(n)]
+    preds = rng.beta(1, 12, size=(n, 3)).astype(np.float32)
+    norms = rng.gamma(2.0, 1.5, size=n).astype(np.float32)
+    for name in harness.KPASS:
+        arm = harness.ARM_BY_NAME[name]
+        assert arm.options(0.1, "binary").duplicate_policy == "mean_std"
         for budget in (0.05, 0.3):
             check = harness.beam_matches_pure(
                 arm, budget, "binary", path, ids, preds, norms, labels, str(tmp_path / f"{name}-{budget}")

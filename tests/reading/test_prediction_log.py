@@ -85,6 +85,22 @@ def test_predict_log_ids_from_request_examples():
     )
 
 
+def test_predict_log_passes_are_k_records_of_each_example():
+    """The recorder's `prediction_passes` [n, k]: k records per example, pass by pass, same version and time."""
+    log = predict_log([b"a", b"b"], [[0.5], [0.5]], hidden_norms=[1.5, 2.5])
+    log.log_metadata.timestamp_secs = 42
+    log.log_metadata.model_spec.version.value = 7
+    passes = np.array([[0.1, 0.2, 0.3], [0.7, 0.8, 0.9]], np.float32)
+    log.predict_log.response.outputs[records.PASSES_OUTPUT].CopyFrom(tf.make_tensor_proto(passes))
+    want = [(i, (f32(p), h, 42.0, b"7")) for i, row, h in zip((b"a", b"b"), passes, (1.5, 2.5)) for p in row]
+    assert_records_close(decode(log), want)
+    bad = predict_log([b"a", b"b"], [[0.5], [0.5]])
+    bad.predict_log.response.outputs[records.PASSES_OUTPUT].CopyFrom(tf.make_tensor_proto(passes.reshape(-1)))
+    assert reason_of(decode, bad) == "bad_prediction_shape"
+    bad.predict_log.response.outputs[records.PASSES_OUTPUT].CopyFrom(tf.make_tensor_proto([[b"x"]] * 2))
+    assert reason_of(decode, bad) == "bad_prediction_type"
+
+
 def test_predict_log_ids_from_echoed_output_and_id_output_key():
     log = predict_log([b"a"], [0.3], echo_ids=True)
     # The echoed output wins over the request: make the request id differ to see which one is read.

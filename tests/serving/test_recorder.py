@@ -228,3 +228,119 @@ def test_default_hidden_layer_is_input_of_last_dense(tmp_path):
     assert out["example_id"].numpy().tolist() == [[b"e1"]]
     with pytest.raises(ValueError, match="lacks model inputs"):
         recorder.export_recording_model(model, str(tmp_path / "m2"), {})
+
+
+def dropout_model(keras, rng):
+    """x -> Dense -> BatchNormalization (moving statistics far from a batch's) -> Dropout(0.5) -> linear head:
+    inverted dropout before a linear layer, so the mean of MC-dropout passes is the deterministic output."""
+    x = keras.Input(shape=(4,), name="x")
+    h = keras.layers.Dense(32, activation="relu", name="dense")(x)
+    h = keras.layers.BatchNormalization(name="norm")(h)
+    h = keras.layers.Dropout(0.5, name="drop")(h)
+    model = keras.Model({"x": x}, keras.layers.Dense(1, name="head")(h))
+    model.set_weights([w + rng.normal(0, 0.5, w.shape).astype(w.dtype) for w in model.get_weights()])
+    norm = model.get_layer("norm")
+    gamma, beta, mean, var = norm.get_weights()
+    norm.set_weights([gamma, beta, mean + 3.0, np.abs(var) * 10 + 1.0])
+    return model
+
+
+def x_examples(x):
+    out = []
+    for i, row in enumerate(x):
+        example = tf.train.Example()
+        example.features.feature["x"].float_list.value.extend(row.tolist())
+        example.features.feature["example_id"].bytes_list.value.append(b"e%d" % i)
+        out.append(example)
+    return out
+
+
+@pytest.mark.parametrize("keras_name", ["tf_keras", "keras"])
+def test_passes_are_dropout_passes_whose_mean_approaches_the_deterministic_output(tmp_path, keras_name):
+    import importlib
+
+    keras = importlib.import_module(keras_name)
+    rng = np.random.default_rng(3)
+    model = dropout_model(keras, rng)
+    k = 256
+    model_dir = recorder.export_recording_model(
+        model, str(tmp_path / "m"), {"x": tf.io.FixedLenFeature([4], tf.float32)}, passes=k
+    )
+    x = rng.normal(size=(12, 4)).astype(np.float32)
+    serialized = [e.SerializeToString() for e in x_examples(x)]
+    out = tf.saved_model.load(model_dir).signatures["serving_default"](examples=tf.constant(serialized))
+    passes = out[recorder.PASSES_OUTPUT].numpy()
+    deterministic = model(x, training=False).numpy()[:, 0]
+    assert passes.shape == (12, k) and passes.dtype == np.float32
+    np.testing.assert_allclose(out["prediction"].numpy()[:, 0], deterministic, rtol=1e-5, atol=1e-5)
+    spread = passes.std(axis=1)
+    assert (spread > 1e-3).all()  # every example's passes differ (dropout is on) ...
+    assert len({tuple(passes[:, j]) for j in range(k)}) == k  # ... and no two passes are the same draw
+    # ... while batch normalisation stays in inference mode: the passes' mean is the deterministic output
+    error = np.abs(passes.mean(axis=1) - deterministic)
+    assert (error <= 5 * spread / np.sqrt(k) + 1e-4).all(), (error, spread)
+
+
+def test_one_pass_keeps_the_signatures_and_passes_need_dropout(tmp_path):
+    import tf_keras
+
+    rng = np.random.default_rng(4)
+    model = dropout_model(tf_keras, rng)
+    spec = {"x": tf.io.FixedLenFeature([4], tf.float32)}
+
+    def signature_defs(path):
+        with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+            defs = saved_model_pb2.SavedModel.FromString(f.read()).meta_graphs[0].signature_def
+        return {name: defs[name].SerializeToString(deterministic=True) for name in defs}
+
+    without = recorder.export_recording_model(model, str(tmp_path / "a"), spec)
+    one = recorder.export_recording_model(model, str(tmp_path / "b"), spec, passes=1)
+    assert signature_defs(one) == signature_defs(without)  # byte for byte
+    three = recorder.export_recording_model(model, str(tmp_path / "c"), spec, passes=3)
+    outputs = saved_model_pb2.SavedModel.FromString(open(os.path.join(three, "saved_model.pb"), "rb").read())
+    assert set(outputs.meta_graphs[0].signature_def["serving_default"].outputs) == {
+        "prediction",
+        "hidden_norm",
+        "example_id",
+        recorder.PASSES_OUTPUT,
+    }
+    plain = tf_keras.Model(model.input, model.get_layer("head")(model.get_layer("norm").output))
+    with pytest.raises(ValueError, match="needs a Dropout layer"):
+        recorder.export_recording_model(plain, str(tmp_path / "d"), spec, passes=3)
+    with pytest.raises(ValueError, match="passes must be an integer >= 1"):
+        recorder.export_recording_model(model, str(tmp_path / "e"), spec, passes=0)
+
+
+def test_bulk_inferrer_logs_of_passes_are_read_as_k_records_of_each_example(tmp_path):
+    """RunInference over the predict signature with passes=3: the Curator's reader turns each logged example into
+    3 records (one per pass, the logged values, the same version), which the mean_std policy combines."""
+    import tf_keras
+
+    rng = np.random.default_rng(5)
+    model = dropout_model(tf_keras, rng)
+    model_dir = recorder.export_recording_model(
+        model, str(tmp_path / "m"), {"x": tf.io.FixedLenFeature([4], tf.float32)}, passes=3
+    )
+    x = rng.normal(size=(10, 4)).astype(np.float32)
+    pattern = run_inference_to_logs(x_examples(x), model_dir, "serving_default", str(tmp_path / "logs"))
+    logged = {}
+    for raw in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP"):
+        outputs = prediction_log_pb2.PredictionLog.FromString(raw.numpy()).predict_log.response.outputs
+        ids = tf.make_ndarray(outputs["example_id"]).reshape(-1)
+        passes = tf.make_ndarray(outputs[recorder.PASSES_OUTPUT])
+        for i, row in zip(ids, passes):
+            logged[i] = sorted(float(v) for v in row)
+    config = RecordConfig(task="regression")
+
+    def check(records):
+        by_id = {}
+        for example_id, (prediction, _, _, _) in records:
+            by_id.setdefault(example_id, []).append(prediction)
+        if {i: sorted(v) for i, v in by_id.items()} != logged or len(logged) != 10:
+            raise BeamAssertException(f"records {by_id} != logged passes {logged}")
+
+    pipeline = BeamTestPipeline()
+    outputs = pipeline | record_io.ReadForwardRecords(pattern, "predictionlog", config)
+    assert_that(outputs[record_io.RECORDS_TAG], check, label="KRecordsPerExample")
+    assert_that(outputs[record_io.REJECT_TAG], equal_to([]), label="NoRejects")
+    pipeline.run().wait_until_finish()

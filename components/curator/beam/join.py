@@ -36,7 +36,7 @@ from tfx_curator.components.curator.beam.rows import (
     Reject,
 )
 from tfx_curator.components.curator.options import CurationOptions
-from tfx_curator.components.curator.policy import signals
+from tfx_curator.components.curator.policy import passes, signals
 from tfx_curator.components.curator.reading import example_keys
 
 EXAMPLES_TAG = "examples"
@@ -97,7 +97,7 @@ class KeyExamples(beam.PTransform):
 def resolve_duplicates(
     records: list[ForwardRecord], policy: str, label: float, options: CurationOptions
 ) -> ForwardRecord:
-    """One record from several records of one id, by the duplicate policy (latest, mean or max)."""
+    """One record from several records of one id, by the duplicate policy (latest, mean, max or mean_std)."""
     records = [ForwardRecord(*r) for r in records]
     if policy == "latest":
         return max(
@@ -111,12 +111,11 @@ def resolve_duplicates(
         norm = float(np.nanmean(norms)) if not np.isnan(norms).all() else math.nan
         when = float(np.nanmax(times)) if not np.isnan(times).all() else math.nan
         return ForwardRecord(float(preds.mean()), norm, when, max(r.model_version for r in records))
+    scores = _record_scores(records, label, options)
+    if policy == "mean_std":  # the mean record, scored by the passes' mean score + beta * std
+        mean = resolve_duplicates(records, "mean", label, options)
+        return mean._replace(score=passes.combine_one(scores))
     # max: the record with the largest importance score
-    preds = np.array([r.prediction for r in records])
-    norms = np.array([r.hidden_norm for r in records])
-    scores = signals.compute_scores(
-        transforms.score_signal(options), preds, np.full(preds.size, label), options.task, hidden_norm=norms
-    )
     # Ties are broken on every field, so the record kept never depends on the order the runner delivers them in.
     best = max(
         range(len(records)),
@@ -129,6 +128,14 @@ def resolve_duplicates(
         ),
     )
     return records[best]
+
+
+def _record_scores(records: list[ForwardRecord], label: float, options: CurationOptions) -> np.ndarray:
+    """The strategy's signal of each record."""
+    preds = np.array([r.prediction for r in records])
+    norms = np.array([r.hidden_norm for r in records])
+    signal = transforms.score_signal(options)
+    return signals.compute_scores(signal, preds, np.full(preds.size, label), options.task, hidden_norm=norms)
 
 
 def _nan_low(x: float) -> float:
@@ -194,6 +201,7 @@ class ResolveJoinDoFn(beam.DoFn):
             record.prediction,
             record.hidden_norm,
             record.model_version,
+            record.score,
         )
 
     def _orphan(self, records: list):

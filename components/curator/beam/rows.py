@@ -6,6 +6,7 @@ Keyed examples `(id, KeyedExample)` and records `(id, ForwardRecord)` meet in th
 `(id, JoinValue)`.
 """
 
+import math
 from typing import NamedTuple, Optional
 
 import apache_beam as beam
@@ -43,12 +44,16 @@ class KeyedExample(NamedTuple):
 
 
 class ForwardRecord(NamedTuple):
-    """A decoded forward record, the value of `(id, ForwardRecord)` going into the join; NaN = not recorded."""
+    """A decoded forward record, the value of `(id, ForwardRecord)` going into the join; NaN = not recorded.
+
+    `score`: set only on a record resolved from several (duplicate_policy `mean_std`): the combined score of
+    policy/passes.py, which then replaces the score of the prediction; NaN otherwise (decoded records)."""
 
     prediction: float
     hidden_norm: float
     timestamp: float
     model_version: bytes
+    score: float = math.nan
 
 
 class JoinValue(NamedTuple):
@@ -72,6 +77,7 @@ class JoinedRow(NamedTuple):
     prediction: float
     hidden_norm: float
     model_version: bytes
+    score: float = math.nan  # ForwardRecord.score: NaN = the score of the prediction (plan.example_scores)
 
 
 class Reject(NamedTuple):

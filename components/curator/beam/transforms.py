@@ -73,7 +73,9 @@ def score_batch(rows: Sequence[JoinedRow], options: CurationOptions) -> ScoredBa
         ids=[r.example_id for r in rows],
         raws=[r.raw for r in rows],
         labels=labels,
-        scores=plan.example_scores(options, preds, labels, norms),
+        scores=plan.example_scores(
+            options, preds, labels, norms, np.fromiter((r.score for r in rows), dtype=np.float64, count=n)
+        ),
         predictions=preds,
         model_versions=[r.model_version for r in rows],
     )

@@ -79,9 +79,16 @@ def split_rate(options: CurationOptions, n: int) -> float:
 
 
 def example_scores(
-    options: CurationOptions, predictions: np.ndarray, labels: np.ndarray, hidden_norms: np.ndarray
+    options: CurationOptions,
+    predictions: np.ndarray,
+    labels: np.ndarray,
+    hidden_norms: np.ndarray,
+    combined: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The strategy's signal per example; NaN where the prediction is NaN (no forward record)."""
+    """The strategy's signal per example; NaN where the prediction is NaN (no forward record).
+
+    `combined`: a score already combined from several records of the example (duplicate_policy `mean_std`,
+    policy/passes.py); where it is not NaN it is the example's score."""
     scores = np.full(predictions.size, math.nan)
     has = ~np.isnan(predictions)
     if has.any():
@@ -92,6 +99,9 @@ def example_scores(
             options.task,
             hidden_norm=hidden_norms[has],
         )
+    if combined is not None:
+        given = has & ~np.isnan(combined)
+        scores[given] = combined[given]
     return scores
 
 

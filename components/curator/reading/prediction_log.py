@@ -29,6 +29,7 @@ from tfx_curator.components.curator.reading.parsing import (
     parse_proto,
 )
 from tfx_curator.components.curator.reading.records import (
+    PASSES_OUTPUT,
     Record,
     RecordConfig,
     check_hidden_norm,
@@ -288,7 +289,8 @@ def _predict_ids(log: prediction_log_pb2.PredictLog, config: RecordConfig) -> li
 
 
 def decode_predict(log: prediction_log_pb2.PredictLog, config: RecordConfig) -> Columns:
-    """Predict log: outputs ``prediction_key`` and (optional) ``hidden_norm_key``, one row per example."""
+    """Predict log: outputs ``prediction_key`` and (optional) ``hidden_norm_key``, one row per example; with a
+    ``prediction_passes`` output [n, k] (the recorder's ``passes=k``), k rows per example, one per pass."""
     ids = _predict_ids(log, config)
     n = len(ids)
     if n == 0:
@@ -301,7 +303,25 @@ def decode_predict(log: prediction_log_pb2.PredictLog, config: RecordConfig) -> 
         hidden = _per_row(outputs[config.hidden_norm_key], n, "hidden_norm", config, False)
     else:
         hidden = [math.nan] * n
+    if PASSES_OUTPUT in outputs:  # k passes per example: k records of it, pass by pass
+        k, passes = _passes(outputs[PASSES_OUTPUT], n)
+        return Columns(
+            [i for i in ids for _ in range(k)],
+            passes,
+            [h for h in hidden for _ in range(k)],
+            log.response.model_spec,
+        )
     return Columns(ids, predictions, hidden, log.response.model_spec)
+
+
+def _passes(tensor_proto, n: int) -> tuple[int, list]:
+    """(k, values row by row) of a [n, k] predict output of k forward passes per example."""
+    if tensor_proto.dtype not in _NUMERIC_DTYPES:
+        raise RecordError("bad_prediction_type", f"{PASSES_OUTPUT}: {_dtype_name(tensor_proto.dtype)}")
+    shape, size = _tensor_shape(tensor_proto)
+    if len(shape) != 2 or shape[0] != n or shape[1] < 1:
+        raise RecordError("bad_prediction_shape", f"{PASSES_OUTPUT} shape {shape} for {n} examples")
+    return shape[1], _tensor_values(tensor_proto)[0]
 
 
 # The PredictionLog ``log_type`` oneof -> its decoder. A log type missing here is "unsupported_log_type".

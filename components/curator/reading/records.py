@@ -37,6 +37,9 @@ from tfx_curator.components.curator.reading.parsing import (
 # Plain format field names that are not configurable.
 MODEL_VERSION_FEATURE = "model_version"
 TIMESTAMP_FEATURE = "timestamp"
+# Predict output of k forward passes per example ([n, k], the recorder's `passes=k`): read as k records of each
+# example (same id, version and timestamp; the pass index is the column), in place of the prediction output.
+PASSES_OUTPUT = "prediction_passes"
 
 FORMAT_PREDICTION_LOG = "predictionlog"
 FORMAT_PLAIN = "plain"
@@ -103,7 +106,7 @@ class RecordConfig:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if not self.id_feature or not self.prediction_key:
             raise ValueError("id_feature and prediction_key must be non-empty")
-        reserved = {MODEL_VERSION_FEATURE, TIMESTAMP_FEATURE}
+        reserved = {MODEL_VERSION_FEATURE, TIMESTAMP_FEATURE, PASSES_OUTPUT}
         names = [self.id_feature, self.prediction_key] + (
             [self.hidden_norm_key] if self.hidden_norm_key else []
         )
