@@ -108,6 +108,22 @@ def prepare(source: str, rows: int, shards: int) -> tuple[str, str]:
     return ex_glob, rec_glob
 
 
+def statistics_gen_output(examples: str) -> str:
+    """A StatisticsGen-like output for the examples (`<dir>/Split-train/FeatureStats.pb`, computed once with
+    TFDV's defaults, as StatisticsGen does): the `statistics` input of the curator_stats_input job."""
+    out = os.path.join(os.path.dirname(os.path.dirname(examples)), "statistics")
+    path = os.path.join(out, "Split-train", "FeatureStats.pb")
+    if not os.path.exists(path):
+        import tensorflow_data_validation as tfdv
+
+        stats = tfdv.generate_statistics_from_tfrecord(examples)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "wb") as f:
+            f.write(stats.SerializeToString())
+        os.rename(path + ".tmp", path)
+    return out
+
+
 def run_copy(examples: str, records: str, out: str, beam_args: list[str], reader: str) -> None:
     """Read both inputs and write them unchanged: with the curator's tf.data file reader, or Beam's own source."""
     import apache_beam as beam
@@ -131,15 +147,23 @@ def run_copy(examples: str, records: str, out: str, beam_args: list[str], reader
 
 
 def run_curator(
-    examples: str, records: str, out: str, beam_args: list[str], statistics: bool, mode: str
+    examples: str,
+    records: str,
+    out: str,
+    beam_args: list[str],
+    statistics: bool,
+    mode: str,
+    raw_statistics: str | None = None,
 ) -> dict:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from tfx_curator.components.curator.beam import job
     from tfx_curator.components.curator.options import CurationOptions
+    from tfx_curator.components.curator.reporting import unbiasedness
 
     options = CurationOptions(budget=0.1, mode=mode)
+    given = unbiasedness.statistics_gen_paths(raw_statistics, ["train"]) if raw_statistics else None
     report = job.run(
         lambda: beam.Pipeline(options=PipelineOptions(beam_args)),
         {"train": examples},
@@ -148,6 +172,7 @@ def run_curator(
         os.path.join(out, "curated"),
         os.path.join(out, "report"),
         compute_statistics=statistics,
+        raw_statistics=given,
     )
     return report["splits"]["train"]["accounting"]
 
@@ -210,17 +235,27 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--jobs",
         default="copy,copy_beam_reader,curator,curator_global,curator_stats",
-        help="comma-separated jobs to run (curator_mp: window mode on multi_processing, 2 workers)",
+        help="comma-separated jobs to run (curator_mp: window mode on multi_processing, 2 workers; "
+        "curator_stats_input: the default with StatisticsGen's output for the examples as the statistics input)",
     )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "curator_vs_copy.md"))
     parser.add_argument(
         "--job",
-        choices=["copy", "copy_beam_reader", "curator", "curator_stats", "curator_global", "curator_mp"],
+        choices=[
+            "copy",
+            "copy_beam_reader",
+            "curator",
+            "curator_stats",
+            "curator_stats_input",
+            "curator_global",
+            "curator_mp",
+        ],
         help=argparse.SUPPRESS,
     )
     parser.add_argument("--examples", help=argparse.SUPPRESS)
     parser.add_argument("--records", help=argparse.SUPPRESS)
+    parser.add_argument("--raw-statistics", help=argparse.SUPPRESS)
     parser.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline option")
     args = parser.parse_args(argv)
     if args.job:  # child process
@@ -236,14 +271,18 @@ def main(argv=None) -> int:
                 args.records,
                 out,
                 args.beam_arg,
-                statistics=args.job == "curator_stats",
+                statistics=args.job in ("curator_stats", "curator_stats_input"),
                 mode="global" if args.job == "curator_global" else "window",
+                raw_statistics=args.raw_statistics,
             )
             print(json.dumps(acc))
         return 0
 
     examples, records = prepare(args.source, args.rows, args.shards)
     jobs = args.jobs.split(",")
+    extra = {j: [] for j in jobs}
+    if "curator_stats_input" in jobs:  # computed once, outside the measured jobs (a pipeline has it already)
+        extra["curator_stats_input"] = ["--raw-statistics", statistics_gen_output(examples)]
     results = {j: [] for j in jobs}
     for _ in range(args.repeats):
         for j in jobs:  # interleaved, so drift in machine load hits every job alike
@@ -255,6 +294,7 @@ def main(argv=None) -> int:
                     examples,
                     "--records",
                     records,
+                    *extra[j],
                     *[f"--beam-arg={a}" for a in args.beam_arg],
                 ]
             )
@@ -270,7 +310,8 @@ def main(argv=None) -> int:
         "copy_beam_reader": "copy examples + records, Beam's ReadFromTFRecord",
         "curator": "curator, window mode, no TFDV statistics",
         "curator_global": "curator, global mode, no TFDV statistics",
-        "curator_stats": "curator, window mode + TFDV statistics (default)",
+        "curator_stats": "curator, window mode + TFDV statistics (default: raw sample + curated, one pass)",
+        "curator_stats_input": "curator, window mode + TFDV statistics, raw statistics from a statistics input",
         "curator_mp": "curator, window mode, no statistics, multi_processing (2 workers)",
     }
     lines = [
