@@ -110,6 +110,22 @@ def prepare(source: str, rows: int, shards: int) -> tuple[str, str]:
     return ex_glob, rec_glob
 
 
+def statistics_gen_output(examples: str) -> str:
+    """A StatisticsGen-like output for the examples (`<dir>/Split-train/FeatureStats.pb`, computed once with
+    TFDV's defaults, as StatisticsGen does): the `statistics` input of the curator_stats_input job."""
+    out = os.path.join(os.path.dirname(os.path.dirname(examples)), "statistics")
+    path = os.path.join(out, "Split-train", "FeatureStats.pb")
+    if not os.path.exists(path):
+        import tensorflow_data_validation as tfdv
+
+        stats = tfdv.generate_statistics_from_tfrecord(examples)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "wb") as f:
+            f.write(stats.SerializeToString())
+        os.rename(path + ".tmp", path)
+    return out
+
+
 def run_copy(examples: str, records: str, out: str, beam_args: list[str], reader: str) -> None:
     """Read both inputs and write them unchanged: with the curator's tf.data file reader, or Beam's own source."""
     import apache_beam as beam
@@ -133,15 +149,26 @@ def run_copy(examples: str, records: str, out: str, beam_args: list[str], reader
 
 
 def run_curator(
-    examples: str, records: str, out: str, beam_args: list[str], statistics: bool, mode: str
+    examples: str,
+    records: str,
+    out: str,
+    beam_args: list[str],
+    statistics: bool,
+    mode: str,
+    raw_statistics: str | None = None,
+    raw_sample_factor: float | None = None,
 ) -> dict:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from tfx_curator.components.curator.beam import job
     from tfx_curator.components.curator.options import CurationOptions
+    from tfx_curator.components.curator.reporting import unbiasedness
 
+    if raw_sample_factor is not None:  # a smaller raw sample than the default, to measure what it costs
+        unbiasedness.RAW_SAMPLE_FACTOR = raw_sample_factor
     options = CurationOptions(budget=0.1, mode=mode)
+    given = unbiasedness.statistics_gen_paths(raw_statistics, ["train"]) if raw_statistics else None
     report = job.run(
         lambda: beam.Pipeline(options=PipelineOptions(beam_args)),
         {"train": examples},
@@ -150,6 +177,7 @@ def run_curator(
         os.path.join(out, "curated"),
         os.path.join(out, "report"),
         compute_statistics=statistics,
+        raw_statistics=given,
     )
     return report["splits"]["train"]["accounting"]
 
@@ -212,7 +240,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--jobs",
         default="copy,copy_beam_reader,curator,curator_global,curator_stats",
-        help="comma-separated jobs to run (curator_mp: window mode on multi_processing, 2 workers)",
+        help="comma-separated jobs to run (curator_mp: window mode on multi_processing, 2 workers; "
+        "curator_stats_input: the default with StatisticsGen's output for the examples as the statistics input; "
+        "curator_stats_c1: the default with a raw sample of 1x the budget rate instead of 4x)",
     )
     parser.add_argument(
         "--runs",
@@ -224,11 +254,21 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.path.join(HERE, "results", "curator_vs_copy.md"))
     parser.add_argument(
         "--job",
-        choices=["copy", "copy_beam_reader", "curator", "curator_stats", "curator_global", "curator_mp"],
+        choices=[
+            "copy",
+            "copy_beam_reader",
+            "curator",
+            "curator_stats",
+            "curator_stats_input",
+            "curator_stats_c1",
+            "curator_global",
+            "curator_mp",
+        ],
         help=argparse.SUPPRESS,
     )
     parser.add_argument("--examples", help=argparse.SUPPRESS)
     parser.add_argument("--records", help=argparse.SUPPRESS)
+    parser.add_argument("--raw-statistics", help=argparse.SUPPRESS)
     parser.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline option")
     args = parser.parse_args(argv)
     if args.job:  # child process
@@ -244,8 +284,10 @@ def main(argv=None) -> int:
                 args.records,
                 out,
                 args.beam_arg,
-                statistics=args.job == "curator_stats",
+                statistics=args.job.startswith("curator_stats"),
                 mode="global" if args.job == "curator_global" else "window",
+                raw_statistics=args.raw_statistics,
+                raw_sample_factor=1 if args.job == "curator_stats_c1" else None,
             )
             print(json.dumps(acc))
         return 0
@@ -290,7 +332,9 @@ LABELS = {
     "copy_beam_reader": "copy examples + records, Beam's ReadFromTFRecord",
     "curator": "curator, window mode, no TFDV statistics",
     "curator_global": "curator, global mode, no TFDV statistics",
-    "curator_stats": "curator, window mode + TFDV statistics (default)",
+    "curator_stats": "curator, window mode + TFDV statistics (default: raw sample + curated, one pass)",
+    "curator_stats_input": "curator, window mode + TFDV statistics, raw statistics from a statistics input",
+    "curator_stats_c1": "curator, window mode + TFDV statistics, raw sample at 1x the budget rate (not 4x)",
     "curator_mp": "curator, window mode, no statistics, multi_processing (2 workers)",
 }
 
@@ -310,6 +354,9 @@ def measure_run(run: tuple[str, int, int], jobs: list[str], repeats: int, beam_a
     """{job: [measurement per repeat]} on one data set; the jobs interleave, so load drift hits all alike."""
     source, rows, shards = run
     examples, records = prepare(source, rows, shards)
+    extra = {j: [] for j in jobs}
+    if "curator_stats_input" in jobs:  # computed once, outside the measured jobs (a pipeline has it already)
+        extra["curator_stats_input"] = ["--raw-statistics", statistics_gen_output(examples)]
     results = {j: [] for j in jobs}
     for _ in range(repeats):
         for j in jobs:
@@ -321,6 +368,7 @@ def measure_run(run: tuple[str, int, int], jobs: list[str], repeats: int, beam_a
                     examples,
                     "--records",
                     records,
+                    *extra[j],
                     *[f"--beam-arg={a}" for a in beam_args],
                 ]
             )

@@ -317,6 +317,22 @@ def _curate(args, options: CurationOptions, replaced: list[str], staging: list[s
         except (OSError, ValueError) as e:
             raise CliError(f"--previous-report: {e}") from None
 
+    raw_statistics = None
+    if args.raw_statistics:
+        from tensorflow.io import gfile
+
+        from tfx_curator.components.curator.reporting import unbiasedness
+
+        if not gfile.isdir(args.raw_statistics):
+            raise CliError(f"--raw-statistics: no folder {args.raw_statistics}")
+        raw_statistics = unbiasedness.statistics_gen_paths(args.raw_statistics, [split])
+        if not raw_statistics:
+            print(
+                f"[{PROG}] --raw-statistics {args.raw_statistics} has no Split-{split}/"
+                f"{unbiasedness.STATISTICS_GEN_FILE}: the raw statistics are computed",
+                flush=True,
+            )
+
     print(f"[{PROG}] curating split {split!r}: {args.examples} with records {args.records}", flush=True)
     print(f"[{PROG}] options: {options.to_json()}", flush=True)
     if beam_args:
@@ -334,6 +350,7 @@ def _curate(args, options: CurationOptions, replaced: list[str], staging: list[s
         staging[0],
         os.path.join(staging[0], REPORT_DIR, split),
         previous_report=previous,
+        raw_statistics=raw_statistics,
     )
     print(
         f"[{PROG}] job done in {time.monotonic() - started:.1f} s (CPU {time.process_time() - cpu:.1f} s); "
@@ -448,6 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--previous-report",
         metavar="PATH",
         help="the previous run's report.json (or its folder): adds the served model's drift since then",
+    )
+    io.add_argument(
+        "--raw-statistics",
+        metavar="DIR",
+        help="StatisticsGen's output for these examples (DIR/Split-<split-name>/FeatureStats.pb): the "
+        "unbiasedness check reads the raw statistics from it instead of computing them from a sample of the "
+        "examples (a split it lacks is computed; the report says which were used)",
     )
     io.add_argument(
         "--beam-arg",

@@ -28,6 +28,10 @@ class Curator(base_beam_component.BaseBeamComponent):
     errors) into the report and the report artifact's custom properties; with `previous_report` (the last
     run's CurationReport) it also reports drift and flags moves beyond the `drift_max_*` thresholds.
 
+    `statistics` (optional): StatisticsGen's output for the same `examples`. The unbiasedness check then reads
+    each curated split's raw statistics from it instead of computing them from a sample of the raw examples
+    (a split it lacks is computed, and the report says which statistics were used).
+
     ## Example
     ```
     inferrer = BulkInferrer(examples=example_gen.outputs["examples"], model=served_model,
@@ -51,6 +55,7 @@ class Curator(base_beam_component.BaseBeamComponent):
         inference_result: types.BaseChannel | None = None,
         forward_records: types.BaseChannel | None = None,
         previous_report: types.BaseChannel | None = None,
+        statistics: types.BaseChannel | None = None,
         **options: Any,
     ):
         if (inference_result is None) == (forward_records is None):
@@ -65,6 +70,7 @@ class Curator(base_beam_component.BaseBeamComponent):
             inference_result=inference_result,
             forward_records=forward_records,
             previous_report=previous_report,
+            statistics=statistics,
             curated_examples=types.Channel(type=standard_artifacts.Examples),
             curation_report=types.Channel(type=CurationReport),
             **params,

@@ -15,6 +15,7 @@ from tfx.utils import io_utils
 
 from tfx_curator.components.curator import publish
 from tfx_curator.components.curator.beam import job, writers
+from tfx_curator.components.curator.reporting import unbiasedness
 from tfx_curator.components.curator.spec import (
     CURATED_EXAMPLES_KEY,
     CURATION_REPORT_KEY,
@@ -22,6 +23,7 @@ from tfx_curator.components.curator.spec import (
     FORWARD_RECORDS_KEY,
     INFERENCE_RESULT_KEY,
     PREVIOUS_REPORT_KEY,
+    STATISTICS_KEY,
     options_from_exec_properties,
 )
 
@@ -45,6 +47,23 @@ def record_file_pattern(input_dict: dict[str, list[types.Artifact]]) -> str:
     if len(splits) == 1:
         return io_utils.all_files_pattern(artifact_utils.get_split_uri([records], splits[0]))
     return os.path.join(records.uri, "Split-*", "*")
+
+
+def raw_statistics_paths(input_dict: dict[str, list[types.Artifact]], splits) -> dict[str, str] | None:
+    """{split: FeatureStats.pb} of the `statistics` input (StatisticsGen's layout) for the curated `splits` it
+    holds; None without that input."""
+    if not input_dict.get(STATISTICS_KEY):
+        return None
+    statistics = artifact_utils.get_single_instance(input_dict[STATISTICS_KEY])
+    held = (
+        artifact_utils.decode_split_names(statistics.split_names) or splits
+    )  # no split_names: look for files
+    paths = unbiasedness.statistics_gen_paths(statistics.uri, [s for s in splits if s in held])
+    missing = [s for s in splits if s not in paths]
+    logging.info(
+        "Raw statistics from %s for splits %s (computed for %s)", statistics.uri, sorted(paths), missing
+    )
+    return paths
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -97,6 +116,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 curated_staging,
                 report_staging,
                 previous_report=previous,
+                raw_statistics=raw_statistics_paths(input_dict, options.splits),
             )
             for split in all_splits:
                 if split not in options.splits:

@@ -134,8 +134,9 @@ class CurationOptions:
     )
     compute_statistics: bool = _option(
         True,
-        "TFDV statistics of the raw split and of the curated split (unweighted and weighted) and the "
-        "per-feature unbiasedness check in the report; costs about as much as the selection itself",
+        "TFDV statistics of the raw split (a deterministic sample of 4x the budget rate, or the component's "
+        "statistics input) and of the curated split (one weighted pass) and the per-feature unbiasedness check "
+        "in the report",
     )
     max_missing_record_rate: float = _option(
         0.5,

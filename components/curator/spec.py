@@ -20,6 +20,9 @@ EXAMPLES_KEY = "examples"
 INFERENCE_RESULT_KEY = "inference_result"
 FORWARD_RECORDS_KEY = "forward_records"
 PREVIOUS_REPORT_KEY = "previous_report"
+STATISTICS_KEY = (
+    "statistics"  # StatisticsGen's output for the same examples: the raw statistics, not computed
+)
 CURATED_EXAMPLES_KEY = "curated_examples"
 CURATION_REPORT_KEY = "curation_report"
 
@@ -65,6 +68,7 @@ class CuratorSpec(ComponentSpec):
         INFERENCE_RESULT_KEY: ChannelParameter(type=standard_artifacts.InferenceResult, optional=True),
         FORWARD_RECORDS_KEY: ChannelParameter(type=standard_artifacts.Examples, optional=True),
         PREVIOUS_REPORT_KEY: ChannelParameter(type=CurationReport, optional=True),
+        STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
     }
     OUTPUTS = {
         CURATED_EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),

@@ -495,10 +495,13 @@ def test_bad_examples_do_not_stop_the_statistics(dirty, dirty_run):
     accepted_by_parser = dirty.examples_written["train"] - len(dirty.bad_examples)
     # the example with a non-UTF-8 feature name is curated like any other but tfx_bsl cannot describe it
     assert raw.datasets[0].num_examples == accepted_by_parser - 1
+    # a count budget: its rate is unknown while the examples go by, so every accepted example is described
+    assert train["unbiasedness"]["raw_statistics"]["source"] == report.SOURCE_ALL
+    assert train["unbiasedness"]["raw_statistics"]["examples"] == accepted_by_parser - 1
     assert dirty.utf8_id in dirty.accepted_ids(
         "train"
     )  # (selected or not like the others: see the policy tests)
-    curated = tfdv.load_stats_binary(report.stats_path(dirty_run.report_uri, "train", report.UNWEIGHTED))
+    curated = tfdv.load_stats_binary(report.stats_path(dirty_run.report_uri, "train", report.CURATED))
     utf8_curated = dirty.utf8_id in dirty_run.curated["train"]
     assert curated.datasets[0].num_examples == len(dirty_run.curated["train"]) - utf8_curated
 

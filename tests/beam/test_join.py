@@ -18,6 +18,7 @@ from tfx_curator.components.curator.beam import join, rows
 from tfx_curator.components.curator.options import CurationOptions
 from tfx_curator.components.curator.policy import passes
 from tfx_curator.components.curator.reading import example_keys
+from tfx_curator.components.curator.reporting import unbiasedness
 
 
 def test_key_examples_rejects_each_bad_example_with_its_reason():
@@ -59,6 +60,32 @@ def test_int64_ids_are_decimal_ascii():
     with TestPipeline() as p:
         out = p | beam.Create([ex.SerializeToString()]) | join.KeyExamples(0, CurationOptions())
         assert_that(out.examples | beam.Keys(), equal_to([b"42"]))
+
+
+@pytest.mark.parametrize("budget", [0.05, 0.5, 300])  # raw sample rates 0.2, 1 (capped), 1 (a count)
+def test_accepted_batches_hold_exactly_the_raw_sample_of_the_accepted_examples(budget):
+    """The raw statistics' input: every accepted example whose id is in the raw sample (a hash of id and seed),
+    whatever the batching; no reject, no unsampled example."""
+    options = CurationOptions(budget=budget, seed=5)
+    ids = [f"s{i:04d}".encode() for i in range(600)]
+    good = [helpers.make_example(i, k % 2, x=float(k)) for k, i in enumerate(ids)]
+    bad = [helpers.make_example(None, 1), b"\x08\x96garbage", helpers.make_example(b"three", 3)]
+    keep = unbiasedness.raw_sample(ids, options.seed, unbiasedness.raw_sample_rate(options))
+    expected = [raw for raw, k in zip(good, keep) if k]
+    assert 0 < len(expected) < len(good) if budget == 0.05 else len(expected) == len(good)
+    batches = [good[:250] + bad[:2], good[250:251], [], good[251:] + bad[2:]]
+    with TestPipeline() as p:
+        out = p | beam.Create(batches) | join.KeyExamples(0, options, batched=True)
+        assert_that(
+            out[join.ACCEPTED_BATCHES] | beam.FlatMap(lambda b: b), equal_to(expected), label="Sampled"
+        )
+        unbatched = p | "Unbatched" >> beam.Create(good + bad) | "Key1" >> join.KeyExamples(0, options)
+        assert_that(
+            unbatched[join.ACCEPTED_BATCHES] | "Flat1" >> beam.FlatMap(lambda b: b),
+            equal_to(expected),
+            label="SampledUnbatched",
+        )
+        assert_that(out.examples | beam.Keys(), equal_to(ids), label="AllKeyed")
 
 
 REC = {  # (prediction, hidden_norm, timestamp, model_version)

@@ -104,7 +104,7 @@ ALLOWED = [
     r"report/report\.(json|html)",
     r"report/rejects/rejects-\d{5}-of-\d{5}\.tfrecord\.gz",
     r"report/_job/figures\.json",
-    r"report/statistics/Split-train/(raw|curated_unweighted|curated_weighted)\.pb",
+    r"report/statistics/Split-train/(raw|curated)\.pb",
 ]
 
 

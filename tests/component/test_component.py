@@ -37,21 +37,25 @@ def test_count_budget_given_as_int_is_accepted():
     assert curator.exec_properties["budget"] == 5000.0
 
 
-def test_previous_report_is_an_optional_curation_report_input():
-    spec = component.CuratorSpec.INPUTS["previous_report"]
-    assert spec.type == component.CurationReport and spec.optional
+@pytest.mark.parametrize(
+    "key, artifact_type",
+    [("previous_report", component.CurationReport), ("statistics", standard_artifacts.ExampleStatistics)],
+)
+def test_optional_inputs(key, artifact_type):
+    spec = component.CuratorSpec.INPUTS[key]
+    assert spec.type == artifact_type and spec.optional
     curator = component.Curator(
         examples=_channel(standard_artifacts.Examples),
         forward_records=_channel(standard_artifacts.Examples),
-        previous_report=_channel(component.CurationReport),
         drift_max_auc_change=0.05,
+        **{key: _channel(artifact_type)},
     )
-    assert curator.inputs["previous_report"].type == component.CurationReport
+    assert curator.inputs[key].type == artifact_type
     assert curator.exec_properties["drift_max_auc_change"] == 0.05
     without = component.Curator(
         examples=_channel(standard_artifacts.Examples), forward_records=_channel(standard_artifacts.Examples)
     )
-    assert "previous_report" not in without.inputs or without.inputs["previous_report"] is None
+    assert key not in without.inputs or without.inputs[key] is None
 
 
 def test_every_option_is_a_parameter():

@@ -1,6 +1,7 @@
 """Curator executor on small data with a known outcome: artifacts in, curated splits + report out."""
 
 import json
+import math
 import os
 
 import helpers
@@ -29,7 +30,7 @@ def synthetic(tmp_path_factory):
     return root, data
 
 
-def _run(root, tmp_path, previous_report=None, **params):
+def _run(root, tmp_path, previous_report=None, statistics=None, **params):
     examples = _examples_artifact(os.path.join(root, "examples"), ["train", "eval"])
     records = _examples_artifact(os.path.join(root, "records_artifact"), ["all"])
     os.makedirs(os.path.join(records.uri, "Split-all"), exist_ok=True)
@@ -44,6 +45,8 @@ def _run(root, tmp_path, previous_report=None, **params):
     inputs = {"examples": [examples], "forward_records": [records]}
     if previous_report is not None:
         inputs["previous_report"] = [previous_report]
+    if statistics is not None:
+        inputs["statistics"] = [statistics]
     executor.Executor().Do(
         inputs,
         {"curated_examples": [curated], "curation_report": [report]},
@@ -79,7 +82,41 @@ def test_executor_curates_listed_splits_and_copies_the_others(synthetic, tmp_pat
     assert os.path.exists(os.path.join(report.uri, "report.html"))
     assert report.get_int_custom_property("selected") == len(got)
     assert not rep["splits"]["train"]["unbiasedness"]["mismatched"]
+    sample = rep["splits"]["train"]["unbiasedness"]["raw_statistics"]  # budget 0.2: a raw sample at rate 0.8
+    assert sample["source"] == "sample" and sample["rate"] == pytest.approx(0.8)
+    assert sample["accepted"] == 3000 and abs(sample["sampled"] - 2400) <= 5 * math.sqrt(3000 * 0.8 * 0.2)
     assert sorted(os.listdir(tmp_path)) == ["curated", "report"]  # published, no staging folder left
+
+
+def test_raw_statistics_are_read_from_the_statistics_input_not_computed(synthetic, tmp_path):
+    """StatisticsGen's output for the examples: its train statistics are the raw statistics (no raw pass in
+    the job, the report names the file); eval, which it lacks, is computed from a raw sample, and says so."""
+    import tensorflow_data_validation as tfdv
+
+    root, _ = synthetic
+    statistics = standard_artifacts.ExampleStatistics()
+    statistics.uri = str(tmp_path / "StatisticsGen")
+    statistics.split_names = artifact_utils.encode_split_names(["train"])
+    stats_file = os.path.join(statistics.uri, "Split-train", "FeatureStats.pb")
+    raw = tfdv.generate_statistics_from_tfrecord(os.path.join(root, "examples", "Split-train", "*"))
+    tf.io.gfile.makedirs(os.path.dirname(stats_file))
+    with tf.io.gfile.GFile(stats_file, "wb") as f:
+        f.write(raw.SerializeToString())
+    _, report = _run(root, tmp_path / "out", statistics=statistics, budget=0.1, splits=["train", "eval"])
+
+    rep = json.load(open(os.path.join(report.uri, "report.json")))
+    train, evaluation = (rep["splits"][s]["unbiasedness"] for s in ("train", "eval"))
+    assert train["raw_statistics"] == {"source": "statistics", "uri": stats_file, "examples": 3000}
+    assert train["statistics"]["raw"] == stats_file and train["features"] and not train["mismatched"]
+    assert not os.path.exists(os.path.join(report.uri, "statistics", "Split-train", "raw.pb"))  # not computed
+    assert evaluation["raw_statistics"]["source"] == "sample"
+    assert (
+        evaluation["raw_statistics"]["note"]
+        == "split not in the statistics input: raw statistics computed by the job"
+    )
+    assert os.path.exists(os.path.join(report.uri, "statistics", "Split-eval", "raw.pb"))
+    html = open(os.path.join(report.uri, "report.html")).read()
+    assert f"from the statistics input {stats_file}" in html and "from a deterministic sample of" in html
 
 
 def test_executor_rejects_unknown_split(synthetic, tmp_path):

@@ -19,6 +19,7 @@ CHANNEL_KEYS = {
     "INFERENCE_RESULT_KEY": "inference_result",
     "FORWARD_RECORDS_KEY": "forward_records",
     "PREVIOUS_REPORT_KEY": "previous_report",
+    "STATISTICS_KEY": "statistics",
     "CURATED_EXAMPLES_KEY": "curated_examples",
     "CURATION_REPORT_KEY": "curation_report",
 }
@@ -33,6 +34,7 @@ def test_channel_keys_are_the_spec_channels():
         "inference_result",
         "forward_records",
         "previous_report",
+        "statistics",
     }
     assert set(spec.CuratorSpec.OUTPUTS) == {"curated_examples", "curation_report"}
     assert spec.CuratorSpec.OUTPUTS["curation_report"].type is spec.CurationReport

@@ -152,7 +152,15 @@ def test_console_script_help_lists_every_option():
         assert "".join(text.split()) in squeezed, f"help of {name} missing from `curate --help`"
     for strategy in ("stratified_loss", "stratified_grad_norm", "negative_downsampling"):
         assert strategy in proc.stdout
-    for flag in ("--examples", "--records", "--output", "--beam-arg", "--no-statistics", "--overwrite"):
+    for flag in (
+        "--examples",
+        "--records",
+        "--output",
+        "--beam-arg",
+        "--no-statistics",
+        "--overwrite",
+        "--raw-statistics",
+    ):
         assert flag in proc.stdout
     top = _run_cli("--help")
     assert top.returncode == 0 and "curate" in top.stdout and "validate-records" in top.stdout
@@ -252,6 +260,29 @@ def test_curate_end_to_end(synthetic, tmp_path, capsys):
     assert cli.check_output(out, "train", overwrite=True) == ["Split-train", "report/train"]
     assert sorted(os.listdir(out)) == ["Split-train", "report"]  # published: no staging left next to it
     assert not [n for n in os.listdir(tmp_path) if n != "out"]
+
+
+def test_curate_reads_the_raw_statistics_given(synthetic, tmp_path, capsys):
+    """--raw-statistics DIR (StatisticsGen's layout): the raw statistics are read from it, not computed."""
+    import tensorflow_data_validation as tfdv
+
+    root, _ = synthetic
+    with pytest.raises(SystemExit) as e:
+        cli.main(_argv(root, str(tmp_path / "out0"), "--raw-statistics", str(tmp_path / "nowhere")))
+    assert e.value.code == 2 and "--raw-statistics: no folder" in capsys.readouterr().err
+    stats_file = tmp_path / "stats" / "Split-train" / "FeatureStats.pb"
+    stats_file.parent.mkdir(parents=True)
+    raw = tfdv.generate_statistics_from_tfrecord(os.path.join(root, "examples", "Split-train", "*"))
+    stats_file.write_bytes(raw.SerializeToString())
+    out = str(tmp_path / "out")
+    assert cli.main(_argv(root, out, "--raw-statistics", str(tmp_path / "stats"))) == 0
+    unb = json.load(open(os.path.join(out, "report", "train", "report.json")))["splits"]["train"][
+        "unbiasedness"
+    ]
+    assert unb["raw_statistics"] == {"source": "statistics", "uri": str(stats_file), "examples": 2000}
+    assert unb["features"] and not os.path.exists(
+        os.path.join(out, "report", "train", "statistics", "Split-train", "raw.pb")
+    )
 
 
 def test_curate_rejects_globs_matching_nothing(synthetic, tmp_path, capsys):

@@ -277,7 +277,8 @@ def _run_local(pipeline) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(helpers.HANG_GUARD_S)
 def test_local_dag_bulk_inferrer_curator_statistics_gen(served_model, flights_spans, tmp_path):
-    """Issue 5: ImportExampleGen -> BulkInferrer(recorder model) -> Curator -> StatisticsGen, all real."""
+    """Issue 5: ImportExampleGen -> BulkInferrer(recorder model) -> Curator -> StatisticsGen, all real; a
+    StatisticsGen of the raw examples feeds the Curator's `statistics` input (issue 15: raw statistics read)."""
     import tensorflow_data_validation as tfdv
     from tfx import v1 as tfx
 
@@ -296,9 +297,13 @@ def test_local_dag_bulk_inferrer_curator_statistics_gen(served_model, flights_sp
         model=model.outputs["result"],
         data_spec=tfx.proto.DataSpec(example_splits=["train"]),
     )
+    raw_statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
+        "RawStats"
+    )
     curator = Curator(
         examples=example_gen.outputs["examples"],
         inference_result=inferrer.outputs["inference_result"],
+        statistics=raw_statistics.outputs["statistics"],
         budget=0.2,
         strategy="grad_norm",
         seed=11,
@@ -310,7 +315,7 @@ def test_local_dag_bulk_inferrer_curator_statistics_gen(served_model, flights_sp
         tfx.dsl.Pipeline(
             pipeline_name="issue5",
             pipeline_root=root,
-            components=[example_gen, model, inferrer, curator, statistics],
+            components=[example_gen, model, inferrer, raw_statistics, curator, statistics],
             metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
                 os.path.join(root, "m.sqlite")
             ),
@@ -324,6 +329,13 @@ def test_local_dag_bulk_inferrer_curator_statistics_gen(served_model, flights_sp
     acc = report["splits"]["train"]["accounting"]
     assert acc["examples_read"] == span.rows and acc["rejected"] == 0 and acc["selected"] == len(weights)
     assert report["forward_records"]  # the InferenceResult was read
+    raw_stats = os.path.join(P.output_uri(root, "RawStats", "statistics"), "Split-train", "FeatureStats.pb")
+    assert report["splits"]["train"]["unbiasedness"]["raw_statistics"] == {
+        "source": "statistics",
+        "uri": raw_stats,
+        "examples": span.rows,
+    }
+    assert report["splits"]["train"]["unbiasedness"]["features"]
     assert 0.1 * span.rows < len(weights) < 0.3 * span.rows
     total = sum(weights.values())
     assert abs(total - span.rows) <= ht_tolerance(list(weights.values())), (total, span.rows)

@@ -34,10 +34,12 @@ def build(
     curated_uri: str,
     report_uri: str,
     compute_statistics: bool | None = None,
+    raw_statistics: Mapping[str, str] | None = None,
 ) -> None:
     """Add the whole job to `pipeline`: one pipeline for all curated splits.
 
-    compute_statistics: None follows options.compute_statistics."""
+    compute_statistics: None follows options.compute_statistics; raw_statistics: {split: FeatureStats.pb} of
+    a StatisticsGen output, read by the unbiasedness check instead of computing the split's raw statistics."""
     if compute_statistics is None:
         compute_statistics = options.compute_statistics
     splits = list(example_patterns)
@@ -48,16 +50,16 @@ def build(
         _ = out.curated[i] | f"WriteCurated[{split}]" >> writers.write_split(
             writers.split_dir(curated_uri, split)
         )
-        if compute_statistics:
+        if not compute_statistics:
+            continue
+        if split not in (raw_statistics or {}):  # the sample of accepted raw examples KeyExamples emits
             _ = out.accepted_batches[i] | f"Statistics[{split}-raw]" >> writers.WriteStatistics(
                 report_lib.stats_path(report_uri, split, report_lib.RAW), batched=True
             )
-            _ = out.curated[i] | f"Statistics[{split}-unweighted]" >> writers.WriteStatistics(
-                report_lib.stats_path(report_uri, split, report_lib.UNWEIGHTED)
-            )
-            _ = out.curated[i] | f"Statistics[{split}-weighted]" >> writers.WriteStatistics(
-                report_lib.stats_path(report_uri, split, report_lib.WEIGHTED), options.weight_feature
-            )
+        # one pass: TFDV keeps the unweighted statistics beside the weighted ones
+        _ = out.curated[i] | f"Statistics[{split}-curated]" >> writers.WriteStatistics(
+            report_lib.stats_path(report_uri, split, report_lib.CURATED), options.weight_feature
+        )
     _ = out.rejects | "WriteRejects" >> writers.WriteRejects(report_uri)
     reject_counts = (
         out.rejects
@@ -140,14 +142,19 @@ def finish(
     options: CurationOptions,
     format_detection: str | None = None,
     previous_report: dict | None = None,
+    raw_statistics: Mapping[str, str] | None = None,
 ) -> dict:
     """After the job ran: build and write the report, then enforce the accounting invariant and the data-quality
     limits (data_quality.py). format_detection: how an "auto" record format was resolved; previous_report: the
-    previous run's report.json, for the served model's drift check."""
+    previous run's report.json, for the served model's drift check; raw_statistics: as given to `build`."""
     job_figures = figures_lib.read(report_uri)
     figures = job_figures.to_dict()
+    given = raw_statistics or {}
     unbiased = {
-        s: unbiasedness.check(report_uri, s, f.summary["ess"], options) for s, f in job_figures.splits.items()
+        s: unbiasedness.check(
+            report_uri, s, f.summary["ess"], options, f.counts["n"], given.get(s), raw_statistics is not None
+        )
+        for s, f in job_figures.splits.items()
     }
     served = served_model_sections(figures, previous_report)
     report = report_lib.build_report(
@@ -186,13 +193,26 @@ def run(
     report_uri: str,
     compute_statistics: bool | None = None,
     previous_report: dict | None = None,
+    raw_statistics: Mapping[str, str] | None = None,
 ) -> dict:
     """Build and run the job with a pipeline from `make_pipeline`, then write the report. Returns report.json.
 
-    previous_report: the previous run's report.json (read_previous_report), for the drift check."""
+    previous_report: the previous run's report.json (read_previous_report), for the drift check;
+    raw_statistics: {split: FeatureStats.pb} of a StatisticsGen output for these examples (None: no such input;
+    a curated split it lacks gets its raw statistics computed, and the report says so)."""
     options, detection = curate_lib.resolve_record_format(options, record_pattern)
+    for split in example_patterns:
+        if raw_statistics is not None and split not in raw_statistics:
+            logging.info("split %s not in the statistics input: its raw statistics are computed", split)
     with make_pipeline() as pipeline:
         build(
-            pipeline, example_patterns, record_pattern, options, curated_uri, report_uri, compute_statistics
+            pipeline,
+            example_patterns,
+            record_pattern,
+            options,
+            curated_uri,
+            report_uri,
+            compute_statistics,
+            raw_statistics,
         )
-    return finish(report_uri, options, detection, previous_report)
+    return finish(report_uri, options, detection, previous_report, raw_statistics)

@@ -38,20 +38,23 @@ from tfx_curator.components.curator.beam.rows import (
 from tfx_curator.components.curator.options import CurationOptions
 from tfx_curator.components.curator.policy import passes, signals
 from tfx_curator.components.curator.reading import example_keys
+from tfx_curator.components.curator.reporting import unbiasedness
 
 EXAMPLES_TAG = "examples"
-ACCEPTED_BATCHES = "accepted_batches"  # the raw examples of each batch that KeyExamples accepts
+ACCEPTED_BATCHES = "accepted_batches"  # the raw sample of the examples of each batch that KeyExamples accepts
 
 
 class KeyExamplesDoFn(beam.DoFn):
     """Batch of raw examples of one split -> (id, KeyedExample); bad ones -> Reject (REJECTS output); the
-    accepted raw examples of the batch as one list (ACCEPTED_BATCHES output, for statistics: no second parse)."""
+    accepted raw examples of the batch that are in the raw sample (unbiasedness.raw_sample: a hash of id and
+    seed) as one list (ACCEPTED_BATCHES output, for the raw statistics: no second parse)."""
 
     def __init__(self, split: int, options: CurationOptions):
         self._split = split
         self._options = options
         self._read = Metrics.counter(NAMESPACE, "examples_read")
         self._rejected = Metrics.counter(NAMESPACE, "examples_rejected")
+        self._sample_rate = unbiasedness.raw_sample_rate(options)
 
     def setup(self):
         o = self._options
@@ -67,7 +70,8 @@ class KeyExamplesDoFn(beam.DoFn):
                 REJECTS, Reject(self._split, REJECT_SOURCE_EXAMPLES, reason, batch[i])
             )
         accepted = [raw for i, raw in enumerate(batch) if i not in bad] if bad else batch
-        yield beam.pvalue.TaggedOutput(ACCEPTED_BATCHES, accepted)
+        sampled = unbiasedness.raw_sample(ids, self._options.seed, self._sample_rate)
+        yield beam.pvalue.TaggedOutput(ACCEPTED_BATCHES, [raw for raw, s in zip(accepted, sampled) if s])
         split = self._split
         for example_id, label, raw in zip(ids, labels.tolist(), accepted):
             yield example_id, KeyedExample(split, raw, label)

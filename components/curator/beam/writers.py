@@ -2,7 +2,7 @@
 
 <curated_uri>/Split-<split>/data_tfrecord-*.gz      kept examples: original bytes + the weight feature
 <report_uri>/rejects/rejects-*.tfrecord.gz          every rejected input: split index, source, reason, payload
-<report_uri>/statistics/Split-<split>/*.pb          TFDV statistics: raw, curated unweighted, curated weighted
+<report_uri>/statistics/Split-<split>/*.pb          TFDV statistics: raw (a sample, or none), curated (weighted)
 <report_uri>/_job/figures.json                      the job's figures (figures.py)
 """
 

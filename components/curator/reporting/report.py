@@ -16,7 +16,10 @@ from tfx_curator.components.curator.policy import strategies
 from tfx_curator.components.curator.reporting import report_served, report_stats, report_verdict, svg_charts
 
 STATS_DIR = "statistics"
-RAW, UNWEIGHTED, WEIGHTED = "raw", "curated_unweighted", "curated_weighted"
+RAW, CURATED = "raw", "curated"  # CURATED: one TFDV pass, weighted by the weight feature (both views)
+UNWEIGHTED, WEIGHTED = "curated_unweighted", "curated_weighted"  # the two passes of older reports
+# Where the unbiasedness check's raw statistics came from: a statistics input, a raw sample, every raw example.
+SOURCE_STATISTICS, SOURCE_SAMPLE, SOURCE_ALL = "statistics", "sample", "all"
 
 
 class AccountingError(RuntimeError):
@@ -221,6 +224,21 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def raw_statistics_line(source: dict) -> str:
+    """One sentence: which raw statistics the unbiasedness check compared against (unbiasedness.raw_source)."""
+    kind = source.get("source")
+    if kind == SOURCE_STATISTICS:
+        line = f"Raw statistics: from the statistics input {source['uri']} ({source['examples']} examples)."
+    elif kind == SOURCE_SAMPLE:
+        line = (
+            f"Raw statistics: from a deterministic sample of {source['sampled']} of the {source['accepted']} "
+            f"accepted raw examples (rate {source['rate']:.4g}); the noise level accounts for the sample's size."
+        )
+    else:
+        line = f"Raw statistics: from all {source.get('examples', 0)} accepted raw examples."
+    return f"{line} {source['note']}." if source.get("note") else line
+
+
 def render_html(report: dict, figures: dict) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>tfx-curator report</title><style>",
@@ -268,8 +286,11 @@ def render_html(report: dict, figures: dict) -> str:
         parts.append(_plots(figures["splits"][split]))
         unb = e.get("unbiasedness")
         if unb:
+            parts.append("<h3>Unbiasedness (TFDV): raw vs curated</h3>")
+            if unb.get("raw_statistics"):
+                parts.append(f"<p>{html.escape(raw_statistics_line(unb['raw_statistics']))}</p>")
             parts.append(
-                "<h3>Unbiasedness (TFDV): raw vs curated</h3><table><tr><th>feature</th><th>distance</th>"
+                "<table><tr><th>feature</th><th>distance</th>"
                 "<th>raw vs weighted</th><th>raw vs unweighted</th><th>noise (95%)</th><th>verdict</th></tr>"
             )
             for r in unb["features"]:
