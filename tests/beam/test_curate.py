@@ -36,7 +36,8 @@ def files(tmp_path_factory):
     return root, data
 
 
-def _expected(options, split_data, signal_hidden=True):
+def _expected(options, split_data, signal_hidden=True, n_read_total=None):
+    """The reference's selection; window mode: windows over `n_read_total` examples read from all splits."""
     ids, labels, preds, norms = split_data
     scores = np.full(len(ids), math.nan)
     has = ~np.isnan(preds)
@@ -44,7 +45,8 @@ def _expected(options, split_data, signal_hidden=True):
     scores[has] = signals.compute_scores(
         signal, preds[has], labels[has], options.task, hidden_norm=norms[has] if signal_hidden else None
     )
-    keep, weight, _ = plan.reference_selection(options, ids, scores, labels)
+    basis = plan.WindowBasis(len(ids), n_read_total or len(ids))
+    keep, weight, _ = plan.reference_selection(options, ids, scores, labels, basis)
     return [(ids[i], round(float(np.float32(weight[i])), 4)) for i in np.flatnonzero(keep)]
 
 
@@ -85,7 +87,8 @@ def test_beam_selection_equals_pure_library(files, case):
         )
         for i, split in enumerate(("a", "b")):
             got = out.curated[i] | f"IdWeight{i}" >> beam.Map(_id_and_weight)
-            assert_that(got, equal_to(_expected(options, data[split])), label=f"Equal{i}")
+            expected = _expected(options, data[split], n_read_total=sum(len(d[0]) for d in data.values()))
+            assert_that(got, equal_to(expected), label=f"Equal{i}")
 
 
 def test_resolve_record_format_keeps_a_given_format(tmp_path):

@@ -1,0 +1,239 @@
+"""Window mode in one shuffle: examples and forward records keyed by window, then joined, scored, water-filled
+and sampled where each window is grouped.
+
+    split files -> CountRecords (tfrecord_files) ---------------------> {split: n_read} (side input)
+    (id, KeyedExample) -> ChunkExamples ─┐
+    (id, record) ------> ChunkRecords ───┴─> GroupWindows (CombinePerKey, columns) -> CurateWindow
+        -> curated (split, raw + weight), stats, quality, counts, thresholds, rejects, events
+
+The window of an id is `plan.windows_of` over the examples read from all curated splits (plan.py, "Windows"):
+known before the join, so an id's examples (of any split) and its records meet in one group. Inside a group the
+join is `join.ResolveJoinDoFn`'s, the scores `transforms.score_batch`'s, the thresholds `plan.solve_window`'s
+and the sampling `transforms.SampleExamplesDoFn`'s: the two-pass path's functions, without a second pass over
+the scored examples and without a side input of thresholds. Chunks of one window cross the shuffle as columns
+(rows.WindowChunk, schema-coded); combiner lifting packs a bundle's chunks of a window into one before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.transforms.window import GlobalWindows
+
+from tfx_curator.components.curator.beam import join, transforms
+from tfx_curator.components.curator.beam.rows import (
+    BATCH_SIZE,
+    EVENTS,
+    N_EXAMPLE_FIELDS,
+    QUALITY,
+    REJECTS,
+    STATS,
+    ForwardRecord,
+    JoinValue,
+    KeyedExample,
+    WindowChunk,
+)
+from tfx_curator.components.curator.options import CurationOptions
+from tfx_curator.components.curator.policy import plan
+
+COUNTS = "counts"
+THRESHOLDS = "thresholds"
+_EXAMPLE_COLUMNS = slice(1, 1 + N_EXAMPLE_FIELDS)
+_RECORD_IDS = 1 + N_EXAMPLE_FIELDS
+_RECORD_COLUMNS = slice(2 + N_EXAMPLE_FIELDS, None)
+
+
+def applies(options: CurationOptions) -> bool:
+    """Window mode of a water-filled strategy: the selection this module makes in one shuffle."""
+    return plan.strategy_of(options).water_filled and options.mode == "window"
+
+
+def _empty_chunk() -> WindowChunk:
+    return WindowChunk(*([] for _ in WindowChunk._fields))
+
+
+def _chunk(ids: list, values: list, records: bool) -> WindowChunk:
+    """ids and their KeyedExample (or ForwardRecord fields, `records`) -> a WindowChunk."""
+    columns = [list(c) for c in zip(*values)] if values else None
+    chunk = _empty_chunk()
+    side = _RECORD_COLUMNS if records else _EXAMPLE_COLUMNS
+    chunk[_RECORD_IDS if records else 0].extend(ids)
+    for column, values_of_field in zip(chunk[side], columns or ()):
+        column.extend(values_of_field)
+    return chunk
+
+
+class _ChunkByWindowDoFn(beam.DoFn):
+    """(id, KeyedExample or record fields) -> (window, WindowChunk): `BATCH_SIZE` elements at a time, hashed
+    to their windows together (plan.windows_of) and emitted as one chunk per window."""
+
+    def __init__(self, options: CurationOptions, records: bool):
+        self._options = options
+        self._records = records
+
+    def start_bundle(self):
+        self._ids, self._values, self._read = [], [], 0
+
+    def process(self, element, read: dict) -> Iterable[tuple[int, WindowChunk]]:
+        self._read = sum(read.values())
+        self._ids.append(element[0])
+        self._values.append(element[1])
+        if len(self._ids) >= BATCH_SIZE:
+            yield from self._flush()
+
+    def finish_bundle(self):
+        for kv in self._flush():
+            yield GlobalWindows.windowed_value(kv)
+
+    def _flush(self) -> Iterable[tuple[int, WindowChunk]]:
+        ids, values = self._ids, self._values
+        self._ids, self._values = [], []
+        if not ids:
+            return
+        windows = plan.windows_of(ids, self._options, self._read)
+        order = np.argsort(windows, kind="stable")
+        keys, starts = np.unique(windows[order], return_index=True)
+        for k, at in zip(keys.tolist(), np.split(order, starts[1:])):
+            at = at.tolist()
+            yield k, _chunk([ids[i] for i in at], [values[i] for i in at], self._records)
+
+
+class _ConcatChunksFn(beam.CombineFn):
+    """WindowChunks of one window -> one, column by column (the accumulator is a WindowChunk of lists)."""
+
+    def create_accumulator(self) -> WindowChunk:
+        return _empty_chunk()
+
+    def add_input(self, acc: WindowChunk, chunk: WindowChunk) -> WindowChunk:
+        for column, values in zip(acc, chunk):
+            column.extend(values)
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[WindowChunk]) -> WindowChunk:
+        accs = iter(accs)
+        out = next(accs)
+        for acc in accs:
+            self.add_input(out, acc)
+        return out
+
+    def extract_output(self, acc: WindowChunk) -> WindowChunk:
+        return acc
+
+    def get_accumulator_coder(self):
+        return beam.coders.registry.get_coder(WindowChunk)
+
+
+def join_values(chunk: WindowChunk) -> dict[bytes, list[JoinValue]]:
+    """A window's chunk -> {id: its JoinValues}, ids sorted (the group's outputs do not depend on arrival)."""
+    values: dict[bytes, list[JoinValue]] = {}
+    for example_id, *fields in zip(chunk.example_ids, *chunk[_EXAMPLE_COLUMNS]):
+        values.setdefault(example_id, []).append(JoinValue(KeyedExample(*fields), None))
+    for example_id, *fields in zip(chunk.record_ids, *chunk[_RECORD_COLUMNS]):
+        values.setdefault(example_id, []).append(JoinValue(None, ForwardRecord(*fields)))
+    return {k: values[k] for k in sorted(values)}
+
+
+class CurateWindowDoFn(beam.DoFn):
+    """(window, WindowChunk) -> (split, raw + weight feature) of the kept examples; tagged: STATS and QUALITY
+    rows (as SampleExamplesDoFn), REJECTS and EVENTS (as ResolveJoinDoFn), COUNTS (split, (n, n_scored,
+    n_positive)) and THRESHOLDS (split, thresholds of this window)."""
+
+    def __init__(self, options: CurationOptions):
+        self._options = options
+        self._resolve = join.ResolveJoinDoFn(options)
+        self._sample = transforms.SampleExamplesDoFn(options)
+
+    def process(self, element, read: dict):
+        o = self._options
+        window, chunk = element
+        rows = []
+        for item in join_values(chunk).items():
+            for out in self._resolve.process(item):
+                if isinstance(out, beam.pvalue.TaggedOutput):
+                    yield out
+                else:
+                    rows.append(out)
+        if not rows:
+            return
+        batch = transforms.score_batch(rows, o)
+        plans = {}
+        for split, counts in transforms.batch_counts(batch):
+            yield beam.pvalue.TaggedOutput(COUNTS, (split, counts))
+            split_basis = plan.WindowBasis.of(read, split)
+            at = (batch.splits == split) & ~np.isnan(batch.scores)
+            thresholds = (
+                plan.solve_window(
+                    o,
+                    plan.split_rate(o, split_basis.n_split),
+                    window,
+                    batch.scores[at],
+                    batch.labels[at] == 1.0,
+                )
+                if at.any()
+                else {}
+            )
+            yield beam.pvalue.TaggedOutput(THRESHOLDS, (split, thresholds))
+            plans[split] = plan.make_plan(o, plan.SplitCounts(*counts), thresholds, basis=split_basis)
+        yield from self._sample.process(batch, plans)
+
+
+class WindowedOutputs(NamedTuple):
+    curated: beam.PCollection  # (split, raw + weight feature)
+    stats: beam.PCollection  # (split, SplitStats) per window
+    quality: beam.PCollection  # (QualityKey, QualityRows) per window
+    rejects: beam.PCollection  # Reject (duplicate example ids)
+    events: beam.PCollection  # (EventKey, n)
+    counts: beam.PCollection  # (split, (n, n_scored, n_positive))
+    plans: beam.PCollection  # one {split: SplitPlan}
+
+
+class CurateWindows(beam.PTransform):
+    """((id, KeyedExample) of all splits, (id, record fields)) -> WindowedOutputs, given `read`: the
+    (split, examples read) of every curated split (tfrecord_files.CountRecords)."""
+
+    def __init__(self, options: CurationOptions, n_splits: int, read: beam.PCollection):
+        super().__init__()
+        self._options = options
+        self._n_splits = n_splits
+        self._read = read
+
+    def expand(self, inputs) -> WindowedOutputs:
+        o = self._options
+        examples, records = inputs
+        read = beam.pvalue.AsDict(self._read)
+        keyed = tuple[int, WindowChunk]
+        grouped = (
+            (
+                examples
+                | "ChunkExamples" >> beam.ParDo(_ChunkByWindowDoFn(o, False), read).with_output_types(keyed),
+                records
+                | "ChunkRecords" >> beam.ParDo(_ChunkByWindowDoFn(o, True), read).with_output_types(keyed),
+            )
+            | "FlattenChunks" >> beam.Flatten().with_output_types(keyed)
+            | "GroupWindows" >> beam.CombinePerKey(_ConcatChunksFn()).with_output_types(keyed)
+        )
+        out = grouped | "CurateWindow" >> beam.ParDo(CurateWindowDoFn(o), read).with_outputs(
+            STATS, QUALITY, REJECTS, EVENTS, COUNTS, THRESHOLDS, main="curated"
+        )
+        counts = out[COUNTS] | "SumCounts" >> beam.CombinePerKey(transforms.sum_tuples)
+        plans = (
+            examples.pipeline
+            | "Once" >> beam.Create([None])
+            | "MakePlans"
+            >> beam.Map(
+                transforms.make_plans,
+                o,
+                self._n_splits,
+                beam.pvalue.AsDict(counts),
+                beam.pvalue.AsList(out[THRESHOLDS]),
+                {},
+                {},
+                read,
+            )
+        )
+        return WindowedOutputs(
+            out.curated, out[STATS], out[QUALITY], out[REJECTS], out[EVENTS], counts, plans
+        )
