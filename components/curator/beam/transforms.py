@@ -65,19 +65,25 @@ class ScoredBatch(NamedTuple):
 
 
 def score_batch(rows: Sequence[JoinedRow], options: CurationOptions) -> ScoredBatch:
-    """Joined rows -> one `ScoredBatch` (the scores are `plan.example_scores`)."""
-    n = len(rows)
-    preds = np.fromiter((r.prediction for r in rows), dtype=np.float64, count=n)
-    labels = np.fromiter((r.label for r in rows), dtype=np.float64, count=n)
-    norms = np.fromiter((r.hidden_norm for r in rows), dtype=np.float64, count=n)
+    """Joined rows -> one `ScoredBatch` (`score_columns` of their columns)."""
+    columns = zip(*rows) if rows else ([] for _ in JoinedRow._fields)
+    return score_columns(JoinedRow(*(list(c) for c in columns)), options)
+
+
+def score_columns(joined: JoinedRow, options: CurationOptions) -> ScoredBatch:
+    """Joined rows as columns (a JoinedRow of lists) -> one `ScoredBatch` (the scores are
+    `plan.example_scores`)."""
+    preds = np.asarray(joined.prediction, dtype=np.float64)
+    labels = np.asarray(joined.label, dtype=np.float64)
+    norms = np.asarray(joined.hidden_norm, dtype=np.float64)
     return ScoredBatch(
-        splits=np.fromiter((r.split for r in rows), dtype=np.int64, count=n),
-        ids=[r.example_id for r in rows],
-        raws=[r.raw for r in rows],
+        splits=np.asarray(joined.split, dtype=np.int64),
+        ids=joined.example_id,
+        raws=joined.raw,
         labels=labels,
         scores=plan.example_scores(options, preds, labels, norms),
         predictions=preds,
-        model_versions=[r.model_version for r in rows],
+        model_versions=joined.model_version,
     )
 
 

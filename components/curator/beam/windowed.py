@@ -16,6 +16,7 @@ the scored examples and without a side input of thresholds. Chunks of one window
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -32,6 +33,7 @@ from tfx_curator.components.curator.beam.rows import (
     REJECTS,
     STATS,
     ForwardRecord,
+    JoinedRow,
     JoinValue,
     KeyedExample,
     WindowChunk,
@@ -126,20 +128,34 @@ class _ConcatChunksFn(beam.CombineFn):
         return beam.coders.registry.get_coder(WindowChunk)
 
 
-def join_values(chunk: WindowChunk) -> dict[bytes, list[JoinValue]]:
-    """A window's chunk -> {id: its JoinValues}, ids sorted (the group's outputs do not depend on arrival)."""
-    values: dict[bytes, list[JoinValue]] = {}
-    for example_id, *fields in zip(chunk.example_ids, *chunk[_EXAMPLE_COLUMNS]):
-        values.setdefault(example_id, []).append(JoinValue(KeyedExample(*fields), None))
-    for example_id, *fields in zip(chunk.record_ids, *chunk[_RECORD_COLUMNS]):
-        values.setdefault(example_id, []).append(JoinValue(None, ForwardRecord(*fields)))
-    return {k: values[k] for k in sorted(values)}
+def _joined_sources() -> list[tuple[str, str]]:
+    """(side, field) of each JoinedRow field: the id, a KeyedExample field or a ForwardRecord field."""
+    sources = []
+    for field in JoinedRow._fields:
+        if field == "example_id":
+            sources.append(("id", field))
+        elif field in KeyedExample._fields:
+            sources.append(("example", field))
+        elif field in ForwardRecord._fields:
+            sources.append(("record", field))
+        else:
+            raise TypeError(
+                f"JoinedRow.{field} comes from neither KeyedExample nor ForwardRecord: pair it here"
+            )
+    return sources
+
+
+_JOINED_SOURCES = _joined_sources()
 
 
 class CurateWindowDoFn(beam.DoFn):
     """(window, WindowChunk) -> (split, raw + weight feature) of the kept examples; tagged: STATS and QUALITY
     rows (as SampleExamplesDoFn), REJECTS and EVENTS (as ResolveJoinDoFn), COUNTS (split, (n, n_scored,
-    n_positive)) and THRESHOLDS (split, thresholds of this window)."""
+    n_positive)) and THRESHOLDS (split, thresholds of this window).
+
+    The join: an id with exactly one example and one record is paired column by column (no row objects); every
+    other id (duplicate examples or records, no record, orphan records) goes through `join.ResolveJoinDoFn`.
+    """
 
     def __init__(self, options: CurationOptions):
         self._options = options
@@ -149,16 +165,10 @@ class CurateWindowDoFn(beam.DoFn):
     def process(self, element, read: dict):
         o = self._options
         window, chunk = element
-        rows = []
-        for item in join_values(chunk).items():
-            for out in self._resolve.process(item):
-                if isinstance(out, beam.pvalue.TaggedOutput):
-                    yield out
-                else:
-                    rows.append(out)
-        if not rows:
+        joined = yield from self._join(chunk)
+        if not joined.example_id:
             return
-        batch = transforms.score_batch(rows, o)
+        batch = transforms.score_columns(joined, o)
         plans = {}
         for split, counts in transforms.batch_counts(batch):
             yield beam.pvalue.TaggedOutput(COUNTS, (split, counts))
@@ -178,6 +188,40 @@ class CurateWindowDoFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(THRESHOLDS, (split, thresholds))
             plans[split] = plan.make_plan(o, plan.SplitCounts(*counts), thresholds, basis=split_basis)
         yield from self._sample.process(batch, plans)
+
+    def _join(self, chunk: WindowChunk):
+        """Yields the join's rejects and events; returns the joined rows as columns (a JoinedRow of lists)."""
+        example_ids, record_ids = chunk.example_ids, chunk.record_ids
+        examples = dict(zip(KeyedExample._fields, chunk[_EXAMPLE_COLUMNS]))
+        records = dict(zip(ForwardRecord._fields, chunk[_RECORD_COLUMNS]))
+        n_examples, n_records = Counter(example_ids), Counter(record_ids)
+        single = {i for i, n in n_examples.items() if n == 1 and n_records.get(i) == 1}
+        record_at = {i: j for j, i in enumerate(record_ids) if i in single}
+        paired = [k for k, i in enumerate(example_ids) if i in single]
+        paired_records = [record_at[example_ids[k]] for k in paired]
+        sources = {
+            "id": lambda _: [example_ids[k] for k in paired],
+            "example": lambda f: [examples[f][k] for k in paired],
+            "record": lambda f: [records[f][k] for k in paired_records],
+        }
+        columns = JoinedRow(*(sources[side](field) for side, field in _JOINED_SOURCES))
+        others: dict[bytes, list[JoinValue]] = {}
+        for k, i in enumerate(example_ids):
+            if i not in single:
+                fields = (examples[f][k] for f in KeyedExample._fields)
+                others.setdefault(i, []).append(JoinValue(KeyedExample(*fields), None))
+        for k, i in enumerate(record_ids):
+            if i not in single:
+                fields = (records[f][k] for f in ForwardRecord._fields)
+                others.setdefault(i, []).append(JoinValue(None, ForwardRecord(*fields)))
+        for item in sorted(others.items()):
+            for out in self._resolve.process(item):
+                if isinstance(out, beam.pvalue.TaggedOutput):
+                    yield out
+                else:
+                    for column, value in zip(columns, out):
+                        column.append(value)
+        return columns
 
 
 class WindowedOutputs(NamedTuple):

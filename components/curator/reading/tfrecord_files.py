@@ -18,6 +18,7 @@ NAMESPACE = "tfx_curator"
 # Records and files read to the end by the readers of this process: progress for the command line (an
 # in-process runner, DirectRunner's default; workers in other processes leave it at 0). Approximate by design.
 PROGRESS = {"records": 0, "files": 0}
+COUNT_BATCH = 4096  # records per step of count_records (a reduce per record costs ten times more)
 
 
 class CorruptFileError(IOError):
@@ -162,7 +163,8 @@ def count_records(path: str) -> int:
 
     dataset = tf.data.TFRecordDataset(path, compression_type=compression_of(path), buffer_size=1 << 20)
     try:
-        return int(dataset.reduce(np.int64(0), lambda n, _: n + 1))
+        sizes = dataset.batch(COUNT_BATCH).map(lambda batch: tf.shape(batch, out_type=tf.int64)[0])
+        return int(sizes.reduce(np.int64(0), lambda n, size: n + size))
     except (tf.errors.OpError, OSError):
         n = 0
         try:
