@@ -103,6 +103,8 @@ class _ChunkByWindowDoFn(beam.DoFn):
             yield k, _chunk([ids[i] for i in at], [values[i] for i in at], self._records)
 
 
+@beam.typehints.with_input_types(WindowChunk)
+@beam.typehints.with_output_types(WindowChunk)
 class _ConcatChunksFn(beam.CombineFn):
     """WindowChunks of one window -> one, column by column (the accumulator is a WindowChunk of lists)."""
 

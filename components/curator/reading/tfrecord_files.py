@@ -185,14 +185,19 @@ class CountRecords(beam.PTransform):
         self._keys = [key for key, _ in groups]
 
     def expand(self, pbegin):
+        pair = tuple[int, int]
         counts = (
             pbegin
             | "Files" >> beam.Create(self._pairs)
             | "Distribute" >> beam.Reshuffle()
-            | "Count" >> beam.MapTuple(lambda key, path: (key, count_records(path)))
+            | "Count" >> beam.MapTuple(lambda key, path: (key, count_records(path))).with_output_types(pair)
         )
-        zeros = pbegin | "Zeros" >> beam.Create([(key, 0) for key in self._keys])
-        return (counts, zeros) | "Flatten" >> beam.Flatten() | "Sum" >> beam.CombinePerKey(sum)
+        zeros = pbegin | "Zeros" >> beam.Create([(key, 0) for key in self._keys]).with_output_types(pair)
+        return (
+            (counts, zeros)
+            | "Flatten" >> beam.Flatten().with_output_types(pair)
+            | "Sum" >> beam.CombinePerKey(sum).with_output_types(pair)
+        )
 
 
 GZIP_MAGIC = b"\x1f\x8b"
