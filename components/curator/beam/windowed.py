@@ -40,6 +40,7 @@ from tfx_curator.components.curator.beam.rows import (
 )
 from tfx_curator.components.curator.options import CurationOptions
 from tfx_curator.components.curator.policy import plan
+from tfx_curator.components.curator.reading.record_io import RecordType
 
 COUNTS = "counts"
 THRESHOLDS = "thresholds"
@@ -68,39 +69,60 @@ def _chunk(ids: list, values: list, records: bool) -> WindowChunk:
     return chunk
 
 
-class _ChunkByWindowDoFn(beam.DoFn):
-    """(id, KeyedExample or record fields) -> (window, WindowChunk): `BATCH_SIZE` elements at a time, hashed
-    to their windows together (plan.windows_of) and emitted as one chunk per window."""
-
-    def __init__(self, options: CurationOptions, records: bool):
-        self._options = options
-        self._records = records
+class _BufferDoFn(beam.DoFn):
+    """Elements -> lists of `BATCH_SIZE` of them (the last of a bundle shorter): the per-element step stays
+    the cheapest kind (no side input)."""
 
     def start_bundle(self):
-        self._ids, self._values, self._read = [], [], 0
+        self._buffer = []
 
-    def process(self, element, read: dict) -> Iterable[tuple[int, WindowChunk]]:
-        self._read = sum(read.values())
-        self._ids.append(element[0])
-        self._values.append(element[1])
-        if len(self._ids) >= BATCH_SIZE:
-            yield from self._flush()
+    def process(self, element):
+        self._buffer.append(element)
+        if len(self._buffer) >= BATCH_SIZE:
+            batch, self._buffer = self._buffer, []
+            yield batch
 
     def finish_bundle(self):
-        for kv in self._flush():
-            yield GlobalWindows.windowed_value(kv)
+        if self._buffer:
+            batch, self._buffer = self._buffer, []
+            yield GlobalWindows.windowed_value(batch)
 
-    def _flush(self) -> Iterable[tuple[int, WindowChunk]]:
-        ids, values = self._ids, self._values
-        self._ids, self._values = [], []
-        if not ids:
-            return
-        windows = plan.windows_of(ids, self._options, self._read)
-        order = np.argsort(windows, kind="stable")
-        keys, starts = np.unique(windows[order], return_index=True)
-        for k, at in zip(keys.tolist(), np.split(order, starts[1:])):
-            at = at.tolist()
-            yield k, _chunk([ids[i] for i in at], [values[i] for i in at], self._records)
+
+def _chunk_by_window(
+    batch: list, read: dict, options: CurationOptions, records: bool
+) -> Iterable[tuple[int, WindowChunk]]:
+    """A list of (id, KeyedExample or record fields) -> (window, WindowChunk) per window: the ids hashed to
+    their windows together (`plan.windows_of` over the examples read in all curated splits)."""
+    ids = [element[0] for element in batch]
+    windows = plan.windows_of(ids, options, sum(read.values()))
+    order = np.argsort(windows, kind="stable")
+    keys, starts = np.unique(windows[order], return_index=True)
+    for k, at in zip(keys.tolist(), np.split(order, starts[1:])):
+        at = at.tolist()
+        yield k, _chunk([ids[i] for i in at], [batch[i][1] for i in at], records)
+
+
+class ChunkByWindow(beam.PTransform):
+    """(id, KeyedExample) or (id, record fields) -> (window, WindowChunk), given `read` (AsDict side input of
+    the examples read per split)."""
+
+    def __init__(self, options: CurationOptions, records: bool, read):
+        super().__init__()
+        self._options = options
+        self._records = records
+        self._read = read
+
+    def expand(self, elements):
+        value = RecordType if self._records else tuple[bytes, KeyedExample]
+        return (
+            elements
+            | "Buffer"
+            >> beam.ParDo(_BufferDoFn()).with_output_types(list[value])  # fused with Chunk: never encoded
+            | "Chunk"
+            >> beam.FlatMap(_chunk_by_window, self._read, self._options, self._records).with_output_types(
+                tuple[int, WindowChunk]
+            )
+        )
 
 
 @beam.typehints.with_input_types(WindowChunk)
@@ -253,10 +275,8 @@ class CurateWindows(beam.PTransform):
         keyed = tuple[int, WindowChunk]
         grouped = (
             (
-                examples
-                | "ChunkExamples" >> beam.ParDo(_ChunkByWindowDoFn(o, False), read).with_output_types(keyed),
-                records
-                | "ChunkRecords" >> beam.ParDo(_ChunkByWindowDoFn(o, True), read).with_output_types(keyed),
+                examples | "ChunkExamples" >> ChunkByWindow(o, False, read),
+                records | "ChunkRecords" >> ChunkByWindow(o, True, read),
             )
             | "FlattenChunks" >> beam.Flatten().with_output_types(keyed)
             | "GroupWindows" >> beam.CombinePerKey(_ConcatChunksFn()).with_output_types(keyed)
