@@ -2,15 +2,16 @@
 and sampled where each window is grouped.
 
     split files -> CountRecords (tfrecord_files) ---------------------> {split: n_read} (side input)
-    (id, KeyedExample) -> ChunkExamples ─┐
-    (id, record) ------> ChunkRecords ───┴─> GroupWindows (CombinePerKey, columns) -> CurateWindow
+    (id, KeyedExample) -> ChunkExamples (Buffer, Chunk) ─┐
+    (id, record) ------> ChunkRecords (Buffer, Chunk) ───┴─> GroupWindows (CombinePerKey, columns) -> CurateWindow
         -> curated (split, raw + weight), stats, quality, counts, thresholds, rejects, events
 
 The window of an id is `plan.windows_of` over the examples read from all curated splits (plan.py, "Windows"):
 known before the join, so an id's examples (of any split) and its records meet in one group. Inside a group the
-join is `join.ResolveJoinDoFn`'s, the scores `transforms.score_batch`'s, the thresholds `plan.solve_window`'s
-and the sampling `transforms.SampleExamplesDoFn`'s: the two-pass path's functions, without a second pass over
-the scored examples and without a side input of thresholds. Chunks of one window cross the shuffle as columns
+join is `join.ResolveJoinDoFn`'s (an id with one example and one record is paired column by column), the
+scores `transforms.score_columns`', the thresholds `plan.solve_window`'s and the sampling
+`transforms.SampleExamplesDoFn`'s: the two-pass path's functions, without a second pass over the scored
+examples and without a side input of thresholds. Chunks of one window cross the shuffle as columns
 (rows.WindowChunk, schema-coded); combiner lifting packs a bundle's chunks of a window into one before it.
 """
 
