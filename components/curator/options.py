@@ -71,10 +71,14 @@ class CurationOptions:
     mode: str = _option(
         "window",
         "window (the paper's mini-batch approximation: water-filling within random mini-batches of about "
-        "window_size examples, chosen by a hash of (seed, id)) or global (exact two-pass: a mergeable score "
-        "summary solves one threshold for the whole split)",
+        "window_size examples, chosen by a hash of (seed, id), common to all curated splits; one shuffle) or "
+        "global (exact two-pass: a mergeable score summary solves one threshold for the whole split)",
     )
-    window_size: int = _option(4096, "examples per mini-batch window in mode 'window'")
+    window_size: int = _option(
+        4096,
+        "examples per mini-batch window in mode 'window': round(examples read in all curated splits / "
+        "window_size) windows; each split's rate is its budget over the examples read in its files",
+    )
     p_min: float = _option(
         0.0, "floor on every inclusion probability (bounds weights by 1/p_min; guards against label noise)"
     )

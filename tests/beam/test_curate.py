@@ -19,6 +19,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from tfx_curator.components.curator.beam import curate, transforms
 from tfx_curator.components.curator.options import CurationOptions
 from tfx_curator.components.curator.policy import passes, plan, signals
+from tfx_curator.components.curator.reading import example_keys, parsing
 from tfx_curator.components.curator.reading import records as records_lib
 
 N = 1200
@@ -36,7 +37,8 @@ def files(tmp_path_factory):
     return root, data
 
 
-def _expected(options, split_data, signal_hidden=True):
+def _expected(options, split_data, signal_hidden=True, n_read_total=None):
+    """The reference's selection; window mode: windows over `n_read_total` examples read from all splits."""
     ids, labels, preds, norms = split_data
     scores = np.full(len(ids), math.nan)
     has = ~np.isnan(preds)
@@ -44,7 +46,8 @@ def _expected(options, split_data, signal_hidden=True):
     scores[has] = signals.compute_scores(
         signal, preds[has], labels[has], options.task, hidden_norm=norms[has] if signal_hidden else None
     )
-    keep, weight, _ = plan.reference_selection(options, ids, scores, labels)
+    basis = plan.WindowBasis(len(ids), n_read_total or len(ids))
+    keep, weight, _ = plan.reference_selection(options, ids, scores, labels, basis)
     return [(ids[i], round(float(np.float32(weight[i])), 4)) for i in np.flatnonzero(keep)]
 
 
@@ -85,7 +88,8 @@ def test_beam_selection_equals_pure_library(files, case):
         )
         for i, split in enumerate(("a", "b")):
             got = out.curated[i] | f"IdWeight{i}" >> beam.Map(_id_and_weight)
-            assert_that(got, equal_to(_expected(options, data[split])), label=f"Equal{i}")
+            expected = _expected(options, data[split], n_read_total=sum(len(d[0]) for d in data.values()))
+            assert_that(got, equal_to(expected), label=f"Equal{i}")
 
 
 @pytest.mark.parametrize("mode", ["window", "global"])
@@ -134,3 +138,65 @@ def test_resolve_record_format_detects_plain_records_and_says_so(tmp_path):
     resolved, detection = curate.resolve_record_format(options, str(tmp_path / "records" / "*"))
     assert resolved == dataclasses.replace(options, record_format=records_lib.FORMAT_PLAIN)
     assert detection == "auto: detected from the first 3 records (0 PredictionLogs)"
+
+
+@pytest.mark.parametrize("strategy", ["loss", "stratified_loss"])
+def test_window_mode_bases_windows_and_rate_on_the_examples_read(tmp_path, strategy):
+    """Rejects, an id in two splits, examples without a record and orphan records: the Beam job selects what
+    the reference selects on each split's accepted examples with windows over the examples read in both splits
+    and the rate over the split's read; the report's plan says so."""
+    rng = np.random.default_rng(7)
+    raws, data, records = {}, {}, []
+    for split, n in (("a", 900), ("b", 500)):
+        ids = [f"{split}{i:04d}".encode() for i in range(n)]
+        labels = (rng.random(n) < 0.3).astype(float)
+        preds = rng.beta(1, 3, n)
+        preds[rng.random(n) < 0.2] = math.nan  # no record
+        raws[split] = [helpers.make_example(i, y, x=1.0) for i, y in zip(ids, labels)]
+        records += [helpers.make_record(i, float(p), 1.0, 1000, b"1") for i, p in zip(ids, preds) if p == p]
+        data[split] = (ids, labels, np.float32(preds).astype(np.float64), np.ones(n))
+    raws["a"] += [b"\xffnot an example", helpers.make_example(None, 1)]  # two rejects, read
+    raws["b"].append(raws["a"][0])  # a0000 again in b: b's copy is rejected (the split a copy is kept)
+    records += [helpers.make_record(b"orphan", 0.5, 1.0, 1000, b"1")]
+    for split, serialized in raws.items():
+        helpers.write_tfrecords(str(tmp_path / "examples" / split / "data.gz"), serialized)
+    helpers.write_tfrecords(str(tmp_path / "records" / "r.gz"), records)
+    read = {0: len(raws["a"]), 1: len(raws["b"])}
+    options = CurationOptions(budget=120, strategy=strategy, window_size=300, seed=5, splits=("a", "b"))
+    with TestPipeline() as p:
+        out = p | curate.Curate(
+            [str(tmp_path / "examples" / s / "*") for s in ("a", "b")],
+            str(tmp_path / "records" / "*"),
+            options,
+        )
+        for i, split in enumerate(("a", "b")):
+            ids, labels, preds, norms = data[split]
+            scores = np.full(len(ids), math.nan)
+            has = ~np.isnan(preds)
+            signal = transforms.score_signal(options)
+            scores[has] = signals.compute_scores(
+                signal, preds[has], labels[has], "binary", hidden_norm=norms[has]
+            )
+            keep, weight, _ = plan.reference_selection(
+                options, ids, scores, labels, plan.WindowBasis.of(read, i)
+            )
+            expected = [(ids[k], round(float(np.float32(weight[k])), 4)) for k in np.flatnonzero(keep)]
+            got = out.curated[i] | f"IdWeight{i}" >> beam.Map(_id_and_weight)
+            assert_that(got, equal_to(expected), label=f"Equal{i}")
+        expected_plans = {
+            i: (plan.n_windows(sum(read.values()), 300), plan.split_rate(options, read[i])) for i in (0, 1)
+        }
+        plans = out.plans | beam.Map(lambda ps: {i: (q.n_windows, q.rate) for i, q in ps.items()})
+        assert_that(plans, equal_to([expected_plans]), label="Plans")
+        reasons = out.rejects | beam.Map(lambda r: (r.split, r.reason))
+        assert_that(
+            reasons,
+            equal_to(
+                [
+                    (0, example_keys.UNPARSEABLE),
+                    (0, parsing.MISSING_ID),
+                    (1, example_keys.DUPLICATE_EXAMPLE_ID),
+                ]
+            ),
+            label="Rejects",
+        )

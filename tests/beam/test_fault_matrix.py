@@ -391,7 +391,11 @@ class Dirty:
             elif picked is not None:
                 scores[k] = self._score(picked[0], picked[1], labels[k])
         opts = CurationOptions(**{**json.loads(options.to_json()), "max_weight": max_weight})
-        keep, weight, _ = plan.reference_selection(opts, ids, scores, labels)
+        # window mode: windows and rate based on the serialized examples read (rejects included), all splits
+        read = {i: self.examples_written[s] for i, s in enumerate(options.splits)}
+        keep, weight, _ = plan.reference_selection(
+            opts, ids, scores, labels, plan.WindowBasis.of(read, options.splits.index(split))
+        )
         return {ids[k]: float(weight[k]) for k in np.flatnonzero(keep)}
 
     def expected_rejects(self) -> collections.Counter:

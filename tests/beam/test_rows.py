@@ -80,3 +80,29 @@ def test_the_join_shuffles_ids_and_rows():
     records = p | "Rec" >> beam.Create([(b"id", (0.5, 1.0, 2.0, b"v"))])  # as DecodeForwardRecords emits them
     _ = (examples.examples, records) | "Join" >> join.JoinForwardRecords(options)
     assert _coders_into(p, "Join/GroupById") == ["kv[bytes,row]"]
+
+
+def test_a_window_chunk_round_trips_as_columns_of_plain_fields():
+    coder = beam.coders.registry.get_coder(rows.WindowChunk)
+    assert isinstance(coder, beam.coders.RowCoder)
+    kinds = {f.type.array_type.element_type.WhichOneof("type_info") for f in coder.schema.fields}
+    assert kinds == {"atomic_type"}
+    chunk = rows.WindowChunk(
+        [b"a", b"b"], [0, 1], [b"r", b"s"], [1.0, 0.0], [b"a"], [0.5], [math.nan], [2.0], [b""]
+    )
+    decoded = coder.get_impl().decode(coder.get_impl().encode(chunk))
+    assert _plain(tuple(map(tuple, decoded))) == _plain(tuple(map(tuple, chunk)))
+
+
+def test_window_mode_shuffles_window_keys_and_columns(tmp_path):
+    from record_builders import write_tfrecords
+
+    from tfx_curator.components.curator.beam import curate
+
+    examples = write_tfrecords(str(tmp_path / "ex.gz"), [b"x"])
+    records = write_tfrecords(str(tmp_path / "rec.gz"), [b"y"])
+    p = beam.Pipeline()
+    options = CurationOptions(mode="window", record_format="plain")
+    _ = p | curate.Curate([examples], records, options)
+    assert _coders_into(p, "CurateWindows/GroupWindows/GroupByKey") == ["kv[varint,row]"]
+    assert _coders_into(p, "CurateWindows/CurateWindow") == ["kv[varint,row]"]

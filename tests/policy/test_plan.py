@@ -2,6 +2,7 @@
 score summaries, `make_plan`, `plan_probabilities`, Poisson sampling) for every strategy. Unbiasedness and
 variance are checked statistically over the hash seed, determinism exactly."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -234,3 +235,28 @@ def test_example_scores_use_the_strategy_signal_and_mark_missing_records():
     grad = plan.example_scores(CurationOptions(strategy="stratified_grad_norm"), preds, labels, norms)
     np.testing.assert_allclose(grad[[0, 2]], [0.8 * math.sqrt(10.0), 0.9])
     assert np.isnan(loss[1]) and np.isnan(grad[1])
+
+
+def test_window_mode_windows_and_rate_follow_the_examples_read():
+    """Window mode: windows over the examples read in all curated splits, the rate over the split's read; a
+    clean single split (every example read, accepted and scored) gets what n_scored gave before."""
+    rng = np.random.default_rng(3)
+    ids, s = ids_for(3000), rng.exponential(size=3000)
+    options = CurationOptions(budget=300, window_size=500, mix=0.0, seed=4)
+    _, _, clean = plan.reference_selection(options, ids, s, np.zeros(3000))
+    assert clean.n_windows == plan.n_windows(3000, 500) == 6 and clean.rate == pytest.approx(0.1)
+    basis = plan.WindowBasis(n_split=4000, n_total=10_000)  # 1000 rejects read here, another split of 6000
+    keep, weight, split_plan = plan.reference_selection(options, ids, s, np.zeros(3000), basis)
+    assert split_plan.n_windows == plan.n_windows(10_000, 500) == 20
+    assert split_plan.rate == plan.split_rate(options, 4000) == pytest.approx(300 / 4000)
+    windows = plan.windows_of(ids, options, 10_000)
+    assert set(split_plan.lams) == set(np.unique(windows).tolist())
+    for k in split_plan.lams:  # each window water-filled at the split's rate: its expected count
+        at = windows == k
+        p = waterfill.probabilities_from_lambda(s[at], split_plan.lams[k], 0.0)
+        assert p.sum() == pytest.approx(split_plan.rate * at.sum(), rel=1e-6)
+    assert plan.WindowBasis.of({0: 4000, 1: 6000}, 0) == basis and plan.WindowBasis.of({1: 6}, 0).n_split == 0
+    global_plan = plan.reference_selection(
+        dataclasses.replace(options, mode="global"), ids, s, np.zeros(3000)
+    )[2]
+    assert global_plan.rate == pytest.approx(0.1)  # global mode: the accepted examples, as before

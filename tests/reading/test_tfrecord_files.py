@@ -103,3 +103,26 @@ def test_read_tfrecord_files_batches_every_file(tmp_path):
         assert_that(read["batches"] | beam.FlatMap(lambda b: b), equal_to(RECORDS), label="Records")
         assert_that(read["batches"] | beam.Map(len), equal_to([3, 3, 1, 3]), label="Batches")
         assert_that(read[tfrecord_files.CORRUPT_FILES], equal_to([]), label="NoCorrupt")
+
+
+@pytest.mark.parametrize("name", ["damaged", "damaged.gz", "truncated.gz"])
+def test_count_records_counts_what_the_reader_emits_when_skipping(tmp_path, name):
+    path = write_tfrecords(str(tmp_path / name), RECORDS)
+    data = bytearray((tmp_path / name).read_bytes())
+    if name == "truncated.gz":
+        data = data[: len(data) // 2]
+    else:
+        data[-3 if name == "damaged" else len(data) // 2] ^= 0xFF
+    (tmp_path / name).write_bytes(bytes(data))
+    out = tfrecord_files._ReadFileDoFn(4, skip_corrupt_files=True).process(path)
+    emitted = sum(len(o) for o in out if isinstance(o, list))
+    assert emitted < len(RECORDS)
+    assert tfrecord_files.count_records(path) == emitted
+
+
+def test_count_records_sums_the_files_of_each_key_and_counts_empty_keys(tmp_path):
+    a = write_tfrecords(str(tmp_path / "a.gz"), RECORDS[:7])
+    b = write_tfrecords(str(tmp_path / "b"), RECORDS[7:])
+    with BeamTestPipeline() as pipeline:
+        counts = pipeline | tfrecord_files.CountRecords([(0, [a, b]), (1, [b]), (2, [])])
+        assert_that(counts, equal_to([(0, 10), (1, 3), (2, 0)]))

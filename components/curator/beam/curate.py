@@ -1,8 +1,10 @@
 """The curation job as one composite: read, key, join, score, solve, sample, measure.
 
     ReadExamples[i] -> KeyExamples[i] ─┐
-    ReadRecordFiles -> DecodeForwardRecords ┴─> JoinForwardRecords -> ScoreExamples -> SolveThresholds
-                                                                       -> SampleExamples -> MergeStats / MeasureServedQuality
+    ReadRecordFiles -> DecodeForwardRecords ┴─> window mode: CurateWindows (windowed.py, one shuffle)
+                                                otherwise: JoinForwardRecords -> ScoreExamples -> SolveThresholds
+                                                           -> SampleExamples
+                                             -> MergeStats / MeasureServedQuality
 
 `Curate` returns a `CurateOutputs`; writing them is writers.py's and job.py's business.
 """
@@ -17,7 +19,7 @@ import apache_beam as beam
 from absl import logging
 
 from tfx_curator.components.curator import options as options_lib
-from tfx_curator.components.curator.beam import join, measure, transforms
+from tfx_curator.components.curator.beam import join, measure, transforms, windowed
 from tfx_curator.components.curator.beam.rows import (
     BATCH_SIZE,
     EVENTS,
@@ -86,10 +88,9 @@ class Curate(beam.PTransform):
         n_splits = len(self._example_patterns)
         skip = options.skip_corrupt_files
         keyed, rejects, accepted, read_counts, corrupt = [], [], [], [], []
-        for i, pattern in enumerate(self._example_patterns):
-            read = pbegin | f"ReadExamples[{i}]" >> tfrecord_files.ReadTFRecordFiles(
-                tfrecord_files.list_files(pattern), BATCH_SIZE, skip
-            )
+        split_files = [tfrecord_files.list_files(pattern) for pattern in self._example_patterns]
+        for i, files in enumerate(split_files):
+            read = pbegin | f"ReadExamples[{i}]" >> tfrecord_files.ReadTFRecordFiles(files, BATCH_SIZE, skip)
             out = read.batches | f"KeyExamples[{i}]" >> join.KeyExamples(i, options, batched=True)
             accepted.append(out[join.ACCEPTED_BATCHES])
             keyed.append(out[join.EXAMPLES_TAG])
@@ -120,13 +121,16 @@ class Curate(beam.PTransform):
         )
         records = records_out[record_io.RECORDS_TAG]
         examples = keyed | "FlattenExamples" >> beam.Flatten()
-        joined = (examples, records) | "JoinForwardRecords" >> join.JoinForwardRecords(options)
-        rejects.append(joined[REJECTS])
-        batches = joined.joined | "ScoreExamples" >> transforms.ScoreExamples(options)
-        plans, counts = batches | "SolveThresholds" >> transforms.SolveThresholds(options, n_splits)
-        sampled = batches | "SampleExamples" >> beam.ParDo(
-            transforms.SampleExamplesDoFn(options), beam.pvalue.AsSingleton(plans)
-        ).with_outputs(STATS, QUALITY, main="curated")
+        if windowed.applies(options):  # one shuffle: the windows are known before the join
+            examples_read = pbegin | "CountExamples" >> tfrecord_files.CountRecords(
+                list(enumerate(split_files))
+            )
+            sampled = (examples, records) | "CurateWindows" >> windowed.CurateWindows(
+                options, n_splits, examples_read
+            )
+        else:
+            sampled = (examples, records) | "CurateTwoPasses" >> _TwoPasses(options, n_splits)
+        rejects.append(sampled.rejects)
         records_read = (
             records
             | "CountRecords" >> beam.combiners.Count.Globally()
@@ -138,13 +142,35 @@ class Curate(beam.PTransform):
             curated=tuple(part | f"CuratedValues[{i}]" >> beam.Values() for i, part in enumerate(curated)),
             rejects=rejects | "FlattenRejects" >> beam.Flatten().with_output_types(Reject),
             corrupt_files=corrupt | "FlattenCorrupt" >> beam.Flatten().with_output_types(CorruptFile),
-            stats=sampled[STATS] | "MergeStats" >> measure.MergeStats(),
-            quality=sampled[QUALITY] | "MeasureServedQuality" >> measure.MeasureServedQuality(options.task),
-            counts=counts,
-            events=(joined[EVENTS], records_read, *read_counts)
+            stats=sampled.stats | "MergeStats" >> measure.MergeStats(),
+            quality=sampled.quality | "MeasureServedQuality" >> measure.MeasureServedQuality(options.task),
+            counts=sampled.counts,
+            events=(sampled.events, records_read, *read_counts)
             | "FlattenEvents" >> beam.Flatten().with_output_types(tuple[EventKey, int])
             | "SumEvents" >> beam.CombinePerKey(sum),
-            plans=plans,
+            plans=sampled.plans,
+        )
+
+
+class _TwoPasses(beam.PTransform):
+    """Keyed examples and records -> windowed.WindowedOutputs by the two-pass path: a join by id, then scoring
+    with the strategy's aggregates (SolveThresholds), then sampling the scored batches against the plans."""
+
+    def __init__(self, options: CurationOptions, n_splits: int):
+        super().__init__()
+        self._options = options
+        self._n_splits = n_splits
+
+    def expand(self, inputs) -> windowed.WindowedOutputs:
+        options = self._options
+        joined = inputs | "JoinForwardRecords" >> join.JoinForwardRecords(options)
+        batches = joined.joined | "ScoreExamples" >> transforms.ScoreExamples(options)
+        plans, counts = batches | "SolveThresholds" >> transforms.SolveThresholds(options, self._n_splits)
+        sampled = batches | "SampleExamples" >> beam.ParDo(
+            transforms.SampleExamplesDoFn(options), beam.pvalue.AsSingleton(plans)
+        ).with_outputs(STATS, QUALITY, main="curated")
+        return windowed.WindowedOutputs(
+            sampled.curated, sampled[STATS], sampled[QUALITY], joined[REJECTS], joined[EVENTS], counts, plans
         )
 
 

@@ -7,6 +7,7 @@ Keyed examples `(id, KeyedExample)` and records `(id, ForwardRecord)` meet in th
 """
 
 import math
+import typing
 from typing import NamedTuple, Optional
 
 import apache_beam as beam
@@ -129,6 +130,24 @@ class QualityRows(NamedTuple):
     weights: np.ndarray | None
 
 
+def _columns(prefix: str, row_type) -> list[tuple[str, type]]:
+    return [(prefix + name, list[kind]) for name, kind in typing.get_type_hints(row_type).items()]
+
+
+# Examples and forward records of one window as columns (window mode's one shuffle, windowed.py): the ids and
+# the fields of KeyedExample (example_*) and of ForwardRecord (record_*), whatever fields those rows have.
+WindowChunk = NamedTuple(
+    "WindowChunk",
+    [
+        ("example_ids", list[bytes]),
+        *_columns("example_", KeyedExample),
+        ("record_ids", list[bytes]),
+        *_columns("record_", ForwardRecord),
+    ],
+)
+N_EXAMPLE_FIELDS = len(KeyedExample._fields)
+
+
 SCHEMA_ROWS = (
     KeyedExample,
     ForwardRecord,
@@ -142,3 +161,4 @@ SCHEMA_ROWS = (
 )
 for _row in SCHEMA_ROWS:
     beam.coders.registry.register_coder(_row, beam.coders.RowCoder)
+beam.coders.registry.register_coder(WindowChunk, beam.coders.RowCoder)

@@ -5,7 +5,9 @@
 After the join (join.py), examples move in numpy batches; the decisions are element-wise given a small per-split
 `SplitPlan` side input, so any batching or partitioning selects the same examples (see plan.py). The sampling
 step also emits the served model's quality rows for the joined rows it already holds (measure.py): no second
-pass over the data. curate.py puts the steps together.
+pass over the data. curate.py puts the steps together: this path serves global mode and the strategies without
+windows; window mode joins, solves and samples each window in one group (windowed.py) with `score_batch` and
+`SampleExamplesDoFn` from here.
 """
 
 from __future__ import annotations
@@ -63,21 +65,25 @@ class ScoredBatch(NamedTuple):
 
 
 def score_batch(rows: Sequence[JoinedRow], options: CurationOptions) -> ScoredBatch:
-    """Joined rows -> one `ScoredBatch` (the scores are `plan.example_scores`)."""
-    n = len(rows)
-    preds = np.fromiter((r.prediction for r in rows), dtype=np.float64, count=n)
-    labels = np.fromiter((r.label for r in rows), dtype=np.float64, count=n)
-    norms = np.fromiter((r.hidden_norm for r in rows), dtype=np.float64, count=n)
+    """Joined rows -> one `ScoredBatch` (`score_columns` of their columns)."""
+    columns = zip(*rows) if rows else ([] for _ in JoinedRow._fields)
+    return score_columns(JoinedRow(*(list(c) for c in columns)), options)
+
+
+def score_columns(joined: JoinedRow, options: CurationOptions) -> ScoredBatch:
+    """Joined rows as columns (a JoinedRow of lists) -> one `ScoredBatch` (the scores are
+    `plan.example_scores`)."""
+    preds = np.asarray(joined.prediction, dtype=np.float64)
+    labels = np.asarray(joined.label, dtype=np.float64)
+    norms = np.asarray(joined.hidden_norm, dtype=np.float64)
     return ScoredBatch(
-        splits=np.fromiter((r.split for r in rows), dtype=np.int64, count=n),
-        ids=[r.example_id for r in rows],
-        raws=[r.raw for r in rows],
+        splits=np.asarray(joined.split, dtype=np.int64),
+        ids=joined.example_id,
+        raws=joined.raw,
         labels=labels,
-        scores=plan.example_scores(
-            options, preds, labels, norms, np.fromiter((r.score for r in rows), dtype=np.float64, count=n)
-        ),
+        scores=plan.example_scores(options, preds, labels, norms, np.asarray(joined.score, dtype=np.float64)),
         predictions=preds,
-        model_versions=[r.model_version for r in rows],
+        model_versions=joined.model_version,
     )
 
 
@@ -107,7 +113,7 @@ def batch_counts(batch, positive_label: float = 1.0):
         )
 
 
-def _sum_tuples(values):
+def sum_tuples(values):
     return tuple(int(sum(v)) for v in zip(*values)) if values else (0, 0, 0)
 
 
@@ -150,52 +156,8 @@ def _summary_scores(batch, options: CurationOptions):
             yield (split, g), columns[0][groups == g]
 
 
-def _window_scores(scored, options: CurationOptions, counts: dict):
-    """(split, ids, scores) of one batch -> ((split, window), scores of that window); scores may be 2 x n
-    (`_scored` with classes): windows are taken on the last axis."""
-    split, ids, scores = scored
-    w = plan.windows_of(ids, options, _counts(counts, split).n_scored)
-    for k in np.unique(w).tolist():
-        yield (split, k), scores[..., w == k]
-
-
 def _counts(counts: dict, split: int) -> plan.SplitCounts:
     return plan.SplitCounts(*counts.get(split, (0, 0, 0)))
-
-
-class _ConcatScoresFn(beam.CombineFn):
-    """Score arrays of one key (a window) -> one array, concatenated on the last axis (1-D scores, or 2 x n
-    scores and classes).
-
-    Combiner lifting merges them within a bundle before the shuffle, so a window's scores cross as a few large
-    arrays, not one small array per batch. The order of the result depends on the runner: `plan.solve_window`
-    sorts before solving.
-    """
-
-    def create_accumulator(self) -> list[np.ndarray]:
-        return []
-
-    def add_input(self, acc: list[np.ndarray], scores: np.ndarray) -> list[np.ndarray]:
-        acc.append(scores)
-        return acc
-
-    def merge_accumulators(self, accs: Iterable[list[np.ndarray]]) -> list[np.ndarray]:
-        merged = [a for acc in accs for a in acc]
-        return [np.concatenate(merged, axis=-1)] if merged else []
-
-    def compact(self, acc: list[np.ndarray]) -> list[np.ndarray]:
-        return [np.concatenate(acc, axis=-1)] if len(acc) > 1 else acc
-
-    def extract_output(self, acc: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate(acc, axis=-1) if acc else np.zeros(0)
-
-
-def _solve_window(element, options: CurationOptions, counts: dict):
-    """((split, window), scores) -> (split, that window's thresholds)."""
-    (split, k), columns = element
-    rate = plan.split_rate(options, _counts(counts, split).n)
-    scores, positive = (columns[0], columns[1] == 1.0) if columns.ndim == 2 else (columns, None)
-    return split, plan.solve_window(options, rate, k, scores, positive)
 
 
 def _top_k_threshold(element, options: CurationOptions, counts: dict):
@@ -207,10 +169,18 @@ def _top_k_threshold(element, options: CurationOptions, counts: dict):
     return split, plan.solve_top_k(plan.split_rate(options, _counts(counts, split).n), scores, ties)
 
 
-def _make_plans(
-    _, options: CurationOptions, n_splits: int, counts: dict, windows: list, summaries: dict, tops: dict
+def make_plans(
+    _,
+    options: CurationOptions,
+    n_splits: int,
+    counts: dict,
+    windows: list,
+    summaries: dict,
+    tops: dict,
+    read: dict | None = None,
 ):
-    """{split: SplitPlan} from the aggregates: window thresholds, score summaries or top-k thresholds."""
+    """{split: SplitPlan} from the aggregates: window thresholds, score summaries or top-k thresholds; `read`:
+    {split: examples read}, the basis of window mode's rate and windows (windowed.py)."""
     by_split: dict[int, dict] = {}
     for split, thresholds in windows:
         by_split.setdefault(split, {}).update(thresholds)
@@ -221,7 +191,8 @@ def _make_plans(
         groups = {g: summary for (s, g), summary in summaries.items() if s == split}
         if groups:
             thresholds = plan.solve_global(options, plan.split_rate(options, c.n), groups)
-        plans[split] = plan.make_plan(options, c, thresholds, tops.get(split))
+        basis = plan.WindowBasis.of(read, split) if read is not None else None
+        plans[split] = plan.make_plan(options, c, thresholds, tops.get(split), basis)
     return plans
 
 
@@ -242,7 +213,7 @@ class SolveThresholds(beam.PTransform):
         o = self._options
         strategy = plan.strategy_of(o)
         counts = (
-            batches | "Counts" >> beam.FlatMap(batch_counts) | "SumCounts" >> beam.CombinePerKey(_sum_tuples)
+            batches | "Counts" >> beam.FlatMap(batch_counts) | "SumCounts" >> beam.CombinePerKey(sum_tuples)
         )
         counts_side = beam.pvalue.AsDict(counts)
         root = batches.pipeline
@@ -250,17 +221,8 @@ class SolveThresholds(beam.PTransform):
         summaries = root | "NoSummaries" >> beam.Create([])
         tops = root | "NoTopK" >> beam.Create([])
         if strategy.water_filled and o.mode == "window":
-            windows = (
-                batches
-                | "IdsAndScores"
-                >> beam.FlatMap(
-                    _scored, plan.per_class(o)
-                )  # fused with scoring: only ids and scores cross over
-                | "WindowScores" >> beam.FlatMap(_window_scores, o, counts_side)
-                | "GroupWindows" >> beam.CombinePerKey(_ConcatScoresFn())
-                | "SolveWindows" >> beam.Map(_solve_window, o, counts_side)
-            )
-        elif strategy.water_filled:
+            raise ValueError("window mode is solved where each window is grouped (windowed.CurateWindows)")
+        if strategy.water_filled:
             summaries = (
                 batches
                 | "GroupScores" >> beam.FlatMap(_summary_scores, o)
@@ -281,7 +243,7 @@ class SolveThresholds(beam.PTransform):
             | "Once" >> beam.Create([None])
             | "MakePlans"
             >> beam.Map(
-                _make_plans,
+                make_plans,
                 o,
                 self._n_splits,
                 counts_side,

@@ -1,15 +1,22 @@
 """The selection rules: from curation options and a split's aggregates to each example's inclusion probability.
 
 The one owner of every rule (numpy only). The Beam job cannot see a whole split at once, so it computes small
-aggregates with the functions below (counts, a score summary, one threshold per window, a top-k threshold),
-turns them into a `SplitPlan` (a side input) with `make_plan`, and samples batch by batch with `sample`.
+aggregates with the functions below (counts, a score summary, a top-k threshold), turns them into a `SplitPlan`
+(a side input) with `make_plan`, and samples batch by batch with `sample`; in window mode it solves and samples
+each window where it is grouped (see Windows below).
 `reference_selection` calls the same functions on in-memory arrays: it is the pure twin the equivalence tests
 hold the Beam job to, and the function the statistical tests run.
 
-Windows (the paper's mini-batch approximation): a window is a random mini-batch of about `window_size` scored
-examples, chosen by a hash of (seed, id) into `n_windows = max(1, round(n_scored / window_size))` buckets. This
-is the paper's "consecutive instances of a shuffled stream", made independent of order and partitioning, so a
-retried bundle or a re-run on another runner selects the same examples.
+Windows (the paper's mini-batch approximation): a window is a random mini-batch of about `window_size`
+examples, chosen by a hash of (seed, id) into `n_windows = max(1, round(n_read / window_size))` buckets, where
+`n_read` is the number of serialized examples read from the files of ALL curated splits (before ids are parsed,
+rejects are taken out and records are joined: a `WindowBasis`). The buckets are common to all splits; the
+examples of one split in one bucket form a window, water-filled on its own, at the split's rate
+`split_rate(options, n_read of the split)`. This is the paper's "consecutive instances of a shuffled stream",
+made independent of order and partitioning, so a retried bundle or a re-run on another runner selects the same
+examples. Because the window of an id is known before the join, the Beam job keys examples and forward records
+by window and joins, scores, water-fills and samples each window in one group (one shuffle). For one split of
+clean data (every example parsed, unique and with a record) n_read is the scored count, as it was before.
 """
 
 from __future__ import annotations
@@ -44,6 +51,19 @@ class SplitCounts:
 
 
 @dataclasses.dataclass(frozen=True)
+class WindowBasis:
+    """What window mode's windows and rate are based on: serialized examples read, known before the join."""
+
+    n_split: int  # read from the split's files: its rate is split_rate(options, n_split)
+    n_total: int  # read from the files of all curated splits: n_windows(n_total, window_size), common to all
+
+    @classmethod
+    def of(cls, read: Mapping[int, int], split: int) -> WindowBasis:
+        """The basis of `split` from {split: examples read} of every curated split."""
+        return cls(read.get(split, 0), sum(read.values()))
+
+
+@dataclasses.dataclass(frozen=True)
 class SplitPlan:
     """Everything needed to compute p for any example of one split (small: a side input)."""
 
@@ -74,7 +94,8 @@ def strategy_of(options: CurationOptions) -> strategies.Strategy:
 
 
 def split_rate(options: CurationOptions, n: int) -> float:
-    """The split's sampling rate: its budget count over its size (0 for an empty split)."""
+    """The split's sampling rate: its budget count over its size `n` (0 for an empty split). `n` is the split's
+    serialized examples read in window mode (`WindowBasis.n_split`), its accepted examples otherwise."""
     return waterfill.budget_count(options.budget, n) / n if n else 0.0
 
 
@@ -149,9 +170,10 @@ def negative_downsampling_rates(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def n_windows(n_scored: int, window_size: int) -> int:
-    """How many windows a split's scored examples are hashed into: about `window_size` examples each."""
-    return max(1, int(round(n_scored / window_size)))
+def n_windows(n_read: int, window_size: int) -> int:
+    """How many windows ids are hashed into: about `window_size` each, `n_read` = the serialized examples read
+    from all curated splits' files (`WindowBasis.n_total`)."""
+    return max(1, int(round(n_read / window_size)))
 
 
 def window_index(ids: Sequence[bytes], seed: int, windows: int) -> np.ndarray:
@@ -159,9 +181,9 @@ def window_index(ids: Sequence[bytes], seed: int, windows: int) -> np.ndarray:
     return (sampling.hash64(ids, seed ^ WINDOW_SALT) % np.uint64(windows)).astype(np.int64)
 
 
-def windows_of(ids: Sequence[bytes], options: CurationOptions, n_scored: int) -> np.ndarray:
-    """The window of each scored id of a split with `n_scored` scored examples (all 0 for one window)."""
-    windows = n_windows(n_scored, options.window_size)
+def windows_of(ids: Sequence[bytes], options: CurationOptions, n_read: int) -> np.ndarray:
+    """The window of each id when `n_read` examples were read from all curated splits (all 0 for one window)."""
+    windows = n_windows(n_read, options.window_size)
     return window_index(ids, options.seed, windows) if windows > 1 else np.zeros(len(ids), dtype=np.int64)
 
 
@@ -302,12 +324,15 @@ def make_plan(
     counts: SplitCounts,
     thresholds: Thresholds | None = None,
     top_k: tuple[float, int] | None = None,
+    basis: WindowBasis | None = None,
 ) -> SplitPlan:
     """The split's plan from its aggregates: `thresholds` of every window (`solve_window`) or of the split
-    (`solve_global`), `top_k` from `solve_top_k`."""
+    (`solve_global`), `top_k` from `solve_top_k`; window mode: the `basis` of the rate and the windows."""
     strategy = strategy_of(options)
-    budget = waterfill.budget_count(options.budget, counts.n)
-    rate = budget / counts.n if counts.n else 0.0
+    window_mode = strategy.water_filled and options.mode == "window"
+    n = basis.n_split if window_mode and basis is not None else counts.n
+    budget = waterfill.budget_count(options.budget, n)
+    rate = budget / n if n else 0.0
     notes: list[str] = []
     plan = dict(
         strategy=options.strategy,
@@ -324,9 +349,9 @@ def make_plan(
         plan.update(positive_p=pos, negative_p=neg)
         notes.append(note)
     if strategy.water_filled:
-        plan.update(
-            n_windows=n_windows(counts.n_scored, options.window_size) if options.mode == "window" else 1
-        )
+        if window_mode:
+            read = basis.n_total if basis is not None else counts.n
+            plan.update(n_windows=n_windows(read, options.window_size))
         plan["class_thresholds" if per_class(options) else "lams"] = dict(thresholds or {})
     if strategy.kind == strategies.TOP_K:
         plan["top_k"] = top_k
@@ -418,35 +443,44 @@ def sample(
 
 
 def reference_selection(
-    options: CurationOptions, ids: Sequence[bytes], scores: np.ndarray, labels: np.ndarray
+    options: CurationOptions,
+    ids: Sequence[bytes],
+    scores: np.ndarray,
+    labels: np.ndarray,
+    basis: WindowBasis | None = None,
 ) -> tuple[np.ndarray, np.ndarray, SplitPlan]:
     """The whole split in memory: (keep, weight, plan). The Beam job must select exactly this.
 
     The same rule functions as the job, on the same aggregates: windows by `windows_of`, thresholds by
-    `solve_window` / `solve_global`, `solve_top_k`, `make_plan`, then `sample`.
+    `solve_window` / `solve_global`, `solve_top_k`, `make_plan`, then `sample`. `basis`: the examples read that
+    window mode's rate and windows are based on; default: the split alone, `len(ids)` read (no reject).
     """
     ids = list(ids)
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.float64)
     has = ~np.isnan(scores)
     counts = SplitCounts(len(ids), int(has.sum()), int((labels == 1.0).sum()))
-    rate = split_rate(options, counts.n)
+    strategy = strategy_of(options)
+    if strategy.water_filled and options.mode == "window":
+        basis = basis or WindowBasis(counts.n, counts.n)
+        rate = split_rate(options, basis.n_split)
+    else:
+        basis, rate = None, split_rate(options, counts.n)
     scored_ids = [ids[i] for i in np.flatnonzero(has)]
     s, positive = scores[has], labels[has] == 1.0
-    strategy = strategy_of(options)
     thresholds, top = None, None
     if strategy.water_filled and options.mode == "global":
         groups = summary_groups(options, positive)
         summaries = {int(g): ScoreSummary().add(s[groups == g]) for g in np.unique(groups)}
         thresholds = solve_global(options, rate, summaries) if summaries else None
     elif strategy.water_filled:
-        w = windows_of(scored_ids, options, counts.n_scored)
+        w = windows_of(scored_ids, options, basis.n_total)
         thresholds = {}
         for k in np.unique(w).tolist():
             at = w == k
             thresholds.update(solve_window(options, rate, k, s[at], positive[at]))
     elif strategy.kind == strategies.TOP_K:
         top = solve_top_k(rate, s, top_k_tiebreak(scored_ids))
-    plan = make_plan(options, counts, thresholds, top)
+    plan = make_plan(options, counts, thresholds, top, basis)
     _, keep, weight = sample(plan, ids, scores, labels, options)
     return keep, weight, plan

@@ -1,0 +1,306 @@
+"""Window mode in one shuffle: examples and forward records keyed by window, then joined, scored, water-filled
+and sampled where each window is grouped.
+
+    split files -> CountRecords (tfrecord_files) ---------------------> {split: n_read} (side input)
+    (id, KeyedExample) -> ChunkExamples (Buffer, Chunk) ─┐
+    (id, record) ------> ChunkRecords (Buffer, Chunk) ───┴─> GroupWindows (CombinePerKey, columns) -> CurateWindow
+        -> curated (split, raw + weight), stats, quality, counts, thresholds, rejects, events
+
+The window of an id is `plan.windows_of` over the examples read from all curated splits (plan.py, "Windows"):
+known before the join, so an id's examples (of any split) and its records meet in one group. Inside a group the
+join is `join.ResolveJoinDoFn`'s (an id with one example and one record is paired column by column), the
+scores `transforms.score_columns`', the thresholds `plan.solve_window`'s and the sampling
+`transforms.SampleExamplesDoFn`'s: the two-pass path's functions, without a second pass over the scored
+examples and without a side input of thresholds. Chunks of one window cross the shuffle as columns
+(rows.WindowChunk, schema-coded); combiner lifting packs a bundle's chunks of a window into one before it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.transforms.window import GlobalWindows
+
+from tfx_curator.components.curator.beam import join, transforms
+from tfx_curator.components.curator.beam.rows import (
+    BATCH_SIZE,
+    EVENTS,
+    N_EXAMPLE_FIELDS,
+    QUALITY,
+    REJECTS,
+    STATS,
+    ForwardRecord,
+    JoinedRow,
+    JoinValue,
+    KeyedExample,
+    WindowChunk,
+)
+from tfx_curator.components.curator.options import CurationOptions
+from tfx_curator.components.curator.policy import plan
+from tfx_curator.components.curator.reading.record_io import RecordType
+
+COUNTS = "counts"
+THRESHOLDS = "thresholds"
+_EXAMPLE_COLUMNS = slice(1, 1 + N_EXAMPLE_FIELDS)
+_RECORD_IDS = 1 + N_EXAMPLE_FIELDS
+_RECORD_COLUMNS = slice(2 + N_EXAMPLE_FIELDS, None)
+
+
+def applies(options: CurationOptions) -> bool:
+    """Window mode of a water-filled strategy: the selection this module makes in one shuffle."""
+    return plan.strategy_of(options).water_filled and options.mode == "window"
+
+
+def _empty_chunk() -> WindowChunk:
+    return WindowChunk(*([] for _ in WindowChunk._fields))
+
+
+def _chunk(ids: list, values: list, records: bool) -> WindowChunk:
+    """ids and their KeyedExample (or ForwardRecord fields, `records`) -> a WindowChunk."""
+    columns = [list(c) for c in zip(*values)] if values else None
+    chunk = _empty_chunk()
+    side = _RECORD_COLUMNS if records else _EXAMPLE_COLUMNS
+    chunk[_RECORD_IDS if records else 0].extend(ids)
+    for column, values_of_field in zip(chunk[side], columns or ()):
+        column.extend(values_of_field)
+    return chunk
+
+
+class _BufferDoFn(beam.DoFn):
+    """Elements -> lists of `BATCH_SIZE` of them (the last of a bundle shorter): the per-element step stays
+    the cheapest kind (no side input)."""
+
+    def start_bundle(self):
+        self._buffer = []
+
+    def process(self, element):
+        self._buffer.append(element)
+        if len(self._buffer) >= BATCH_SIZE:
+            batch, self._buffer = self._buffer, []
+            yield batch
+
+    def finish_bundle(self):
+        if self._buffer:
+            batch, self._buffer = self._buffer, []
+            yield GlobalWindows.windowed_value(batch)
+
+
+def _chunk_by_window(
+    batch: list, read: dict, options: CurationOptions, records: bool
+) -> Iterable[tuple[int, WindowChunk]]:
+    """A list of (id, KeyedExample or record fields) -> (window, WindowChunk) per window: the ids hashed to
+    their windows together (`plan.windows_of` over the examples read in all curated splits)."""
+    ids = [element[0] for element in batch]
+    windows = plan.windows_of(ids, options, sum(read.values()))
+    order = np.argsort(windows, kind="stable")
+    keys, starts = np.unique(windows[order], return_index=True)
+    for k, at in zip(keys.tolist(), np.split(order, starts[1:])):
+        at = at.tolist()
+        yield k, _chunk([ids[i] for i in at], [batch[i][1] for i in at], records)
+
+
+class ChunkByWindow(beam.PTransform):
+    """(id, KeyedExample) or (id, record fields) -> (window, WindowChunk), given `read` (AsDict side input of
+    the examples read per split)."""
+
+    def __init__(self, options: CurationOptions, records: bool, read):
+        super().__init__()
+        self._options = options
+        self._records = records
+        self._read = read
+
+    def expand(self, elements):
+        value = RecordType if self._records else tuple[bytes, KeyedExample]
+        return (
+            elements
+            | "Buffer"
+            >> beam.ParDo(_BufferDoFn()).with_output_types(list[value])  # fused with Chunk: never encoded
+            | "Chunk"
+            >> beam.FlatMap(_chunk_by_window, self._read, self._options, self._records).with_output_types(
+                tuple[int, WindowChunk]
+            )
+        )
+
+
+@beam.typehints.with_input_types(WindowChunk)
+@beam.typehints.with_output_types(WindowChunk)
+class _ConcatChunksFn(beam.CombineFn):
+    """WindowChunks of one window -> one, column by column (the accumulator is a WindowChunk of lists)."""
+
+    def create_accumulator(self) -> WindowChunk:
+        return _empty_chunk()
+
+    def add_input(self, acc: WindowChunk, chunk: WindowChunk) -> WindowChunk:
+        for column, values in zip(acc, chunk):
+            column.extend(values)
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[WindowChunk]) -> WindowChunk:
+        accs = iter(accs)
+        out = next(accs)
+        for acc in accs:
+            self.add_input(out, acc)
+        return out
+
+    def extract_output(self, acc: WindowChunk) -> WindowChunk:
+        return acc
+
+    def get_accumulator_coder(self):
+        return beam.coders.registry.get_coder(WindowChunk)
+
+
+def _joined_sources() -> list[tuple[str, str]]:
+    """(side, field) of each JoinedRow field: the id, a KeyedExample field or a ForwardRecord field."""
+    sources = []
+    for field in JoinedRow._fields:
+        if field == "example_id":
+            sources.append(("id", field))
+        elif field in KeyedExample._fields:
+            sources.append(("example", field))
+        elif field in ForwardRecord._fields:
+            sources.append(("record", field))
+        else:
+            raise TypeError(
+                f"JoinedRow.{field} comes from neither KeyedExample nor ForwardRecord: pair it here"
+            )
+    return sources
+
+
+_JOINED_SOURCES = _joined_sources()
+
+
+class CurateWindowDoFn(beam.DoFn):
+    """(window, WindowChunk) -> (split, raw + weight feature) of the kept examples; tagged: STATS and QUALITY
+    rows (as SampleExamplesDoFn), REJECTS and EVENTS (as ResolveJoinDoFn), COUNTS (split, (n, n_scored,
+    n_positive)) and THRESHOLDS (split, thresholds of this window).
+
+    The join: an id with exactly one example and one record is paired column by column (no row objects); every
+    other id (duplicate examples or records, no record, orphan records) goes through `join.ResolveJoinDoFn`.
+    """
+
+    def __init__(self, options: CurationOptions):
+        self._options = options
+        self._resolve = join.ResolveJoinDoFn(options)
+        self._sample = transforms.SampleExamplesDoFn(options)
+
+    def process(self, element, read: dict):
+        o = self._options
+        window, chunk = element
+        joined = yield from self._join(chunk)
+        if not joined.example_id:
+            return
+        batch = transforms.score_columns(joined, o)
+        plans = {}
+        for split, counts in transforms.batch_counts(batch):
+            yield beam.pvalue.TaggedOutput(COUNTS, (split, counts))
+            split_basis = plan.WindowBasis.of(read, split)
+            at = (batch.splits == split) & ~np.isnan(batch.scores)
+            thresholds = (
+                plan.solve_window(
+                    o,
+                    plan.split_rate(o, split_basis.n_split),
+                    window,
+                    batch.scores[at],
+                    batch.labels[at] == 1.0,
+                )
+                if at.any()
+                else {}
+            )
+            yield beam.pvalue.TaggedOutput(THRESHOLDS, (split, thresholds))
+            plans[split] = plan.make_plan(o, plan.SplitCounts(*counts), thresholds, basis=split_basis)
+        yield from self._sample.process(batch, plans)
+
+    def _join(self, chunk: WindowChunk):
+        """Yields the join's rejects and events; returns the joined rows as columns (a JoinedRow of lists)."""
+        example_ids, record_ids = chunk.example_ids, chunk.record_ids
+        examples = dict(zip(KeyedExample._fields, chunk[_EXAMPLE_COLUMNS]))
+        records = dict(zip(ForwardRecord._fields, chunk[_RECORD_COLUMNS]))
+        n_examples, n_records = Counter(example_ids), Counter(record_ids)
+        single = {i for i, n in n_examples.items() if n == 1 and n_records.get(i) == 1}
+        record_at = {i: j for j, i in enumerate(record_ids) if i in single}
+        paired = [k for k, i in enumerate(example_ids) if i in single]
+        paired_records = [record_at[example_ids[k]] for k in paired]
+        sources = {
+            "id": lambda _: [example_ids[k] for k in paired],
+            "example": lambda f: [examples[f][k] for k in paired],
+            "record": lambda f: [records[f][k] for k in paired_records],
+        }
+        columns = JoinedRow(*(sources[side](field) for side, field in _JOINED_SOURCES))
+        others: dict[bytes, list[JoinValue]] = {}
+        for k, i in enumerate(example_ids):
+            if i not in single:
+                fields = (examples[f][k] for f in KeyedExample._fields)
+                others.setdefault(i, []).append(JoinValue(KeyedExample(*fields), None))
+        for k, i in enumerate(record_ids):
+            if i not in single:
+                fields = (records[f][k] for f in ForwardRecord._fields)
+                others.setdefault(i, []).append(JoinValue(None, ForwardRecord(*fields)))
+        for item in sorted(others.items()):
+            for out in self._resolve.process(item):
+                if isinstance(out, beam.pvalue.TaggedOutput):
+                    yield out
+                else:
+                    for column, value in zip(columns, out):
+                        column.append(value)
+        return columns
+
+
+class WindowedOutputs(NamedTuple):
+    curated: beam.PCollection  # (split, raw + weight feature)
+    stats: beam.PCollection  # (split, SplitStats) per window
+    quality: beam.PCollection  # (QualityKey, QualityRows) per window
+    rejects: beam.PCollection  # Reject (duplicate example ids)
+    events: beam.PCollection  # (EventKey, n)
+    counts: beam.PCollection  # (split, (n, n_scored, n_positive))
+    plans: beam.PCollection  # one {split: SplitPlan}
+
+
+class CurateWindows(beam.PTransform):
+    """((id, KeyedExample) of all splits, (id, record fields)) -> WindowedOutputs, given `read`: the
+    (split, examples read) of every curated split (tfrecord_files.CountRecords)."""
+
+    def __init__(self, options: CurationOptions, n_splits: int, read: beam.PCollection):
+        super().__init__()
+        self._options = options
+        self._n_splits = n_splits
+        self._read = read
+
+    def expand(self, inputs) -> WindowedOutputs:
+        o = self._options
+        examples, records = inputs
+        read = beam.pvalue.AsDict(self._read)
+        keyed = tuple[int, WindowChunk]
+        grouped = (
+            (
+                examples | "ChunkExamples" >> ChunkByWindow(o, False, read),
+                records | "ChunkRecords" >> ChunkByWindow(o, True, read),
+            )
+            | "FlattenChunks" >> beam.Flatten().with_output_types(keyed)
+            | "GroupWindows" >> beam.CombinePerKey(_ConcatChunksFn()).with_output_types(keyed)
+        )
+        out = grouped | "CurateWindow" >> beam.ParDo(CurateWindowDoFn(o), read).with_outputs(
+            STATS, QUALITY, REJECTS, EVENTS, COUNTS, THRESHOLDS, main="curated"
+        )
+        counts = out[COUNTS] | "SumCounts" >> beam.CombinePerKey(transforms.sum_tuples)
+        plans = (
+            examples.pipeline
+            | "Once" >> beam.Create([None])
+            | "MakePlans"
+            >> beam.Map(
+                transforms.make_plans,
+                o,
+                self._n_splits,
+                beam.pvalue.AsDict(counts),
+                beam.pvalue.AsList(out[THRESHOLDS]),
+                {},
+                {},
+                read,
+            )
+        )
+        return WindowedOutputs(
+            out.curated, out[STATS], out[QUALITY], out[REJECTS], out[EVENTS], counts, plans
+        )
