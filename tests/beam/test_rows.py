@@ -88,7 +88,7 @@ def test_a_window_chunk_round_trips_as_columns_of_plain_fields():
     kinds = {f.type.array_type.element_type.WhichOneof("type_info") for f in coder.schema.fields}
     assert kinds == {"atomic_type"}
     chunk = rows.WindowChunk(
-        [b"a", b"b"], [0, 1], [b"r", b"s"], [1.0, 0.0], [b"a"], [0.5], [math.nan], [2.0], [b""]
+        [b"a", b"b"], [0, 1], [b"r", b"s"], [1.0, 0.0], [b"a"], [0.5], [math.nan], [2.0], [b""], [0.7]
     )
     decoded = coder.get_impl().decode(coder.get_impl().encode(chunk))
     assert _plain(tuple(map(tuple, decoded))) == _plain(tuple(map(tuple, chunk)))

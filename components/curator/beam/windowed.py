@@ -60,13 +60,16 @@ def _empty_chunk() -> WindowChunk:
 
 
 def _chunk(ids: list, values: list, records: bool) -> WindowChunk:
-    """ids and their KeyedExample (or ForwardRecord fields, `records`) -> a WindowChunk."""
-    columns = [list(c) for c in zip(*values)] if values else None
+    """ids and their KeyedExample (or ForwardRecord fields, `records`) -> a WindowChunk.
+
+    Decoded records carry the decoder's fields only: the ForwardRecord fields after them take their defaults."""
+    columns = [list(c) for c in zip(*values)] if values else []
     chunk = _empty_chunk()
     side = _RECORD_COLUMNS if records else _EXAMPLE_COLUMNS
     chunk[_RECORD_IDS if records else 0].extend(ids)
-    for column, values_of_field in zip(chunk[side], columns or ()):
-        column.extend(values_of_field)
+    row_type = ForwardRecord if records else KeyedExample
+    for k, (name, column) in enumerate(zip(row_type._fields, chunk[side])):
+        column.extend(columns[k] if k < len(columns) else [row_type._field_defaults[name]] * len(ids))
     return chunk
 
 
