@@ -87,11 +87,14 @@ class Curate(beam.PTransform):
         options = self._options
         n_splits = len(self._example_patterns)
         skip = options.skip_corrupt_files
+        one_shuffle = windowed.applies(options)  # window mode: the windows are known before the join
         keyed, rejects, accepted, read_counts, corrupt = [], [], [], [], []
         split_files = [tfrecord_files.list_files(pattern) for pattern in self._example_patterns]
         for i, files in enumerate(split_files):
             read = pbegin | f"ReadExamples[{i}]" >> tfrecord_files.ReadTFRecordFiles(files, BATCH_SIZE, skip)
-            out = read.batches | f"KeyExamples[{i}]" >> join.KeyExamples(i, options, batched=True)
+            out = read.batches | f"KeyExamples[{i}]" >> join.KeyExamples(
+                i, options, batched=True, as_lists=one_shuffle
+            )
             accepted.append(out[join.ACCEPTED_BATCHES])
             keyed.append(out[join.EXAMPLES_TAG])
             rejects.append(out[REJECTS])
@@ -112,7 +115,7 @@ class Curate(beam.PTransform):
             read_records[tfrecord_files.CORRUPT_FILES] | "CorruptRecords" >> _CorruptFiles(RECORDS_SPLIT)
         )
         records_out = read_records.batches | "DecodeForwardRecords" >> record_io.DecodeForwardRecords(
-            options.record_format, transforms.record_config(options), batched=True
+            options.record_format, transforms.record_config(options), batched=True, as_lists=one_shuffle
         )
         rejects.append(
             records_out[record_io.REJECT_TAG]
@@ -121,21 +124,21 @@ class Curate(beam.PTransform):
         )
         records = records_out[record_io.RECORDS_TAG]
         examples = keyed | "FlattenExamples" >> beam.Flatten()
-        if windowed.applies(options):  # one shuffle: the windows are known before the join
+        if one_shuffle:  # examples and records come as one list per batch
             examples_read = pbegin | "CountExamples" >> tfrecord_files.CountRecords(
                 list(enumerate(split_files))
             )
             sampled = (examples, records) | "CurateWindows" >> windowed.CurateWindows(
-                options, n_splits, examples_read
+                options, n_splits, examples_read, as_lists=True
             )
         else:
             sampled = (examples, records) | "CurateTwoPasses" >> _TwoPasses(options, n_splits)
         rejects.append(sampled.rejects)
         records_read = (
-            records
-            | "CountRecords" >> beam.combiners.Count.Globally()
-            | "KeyRecordCount" >> beam.Map(lambda n: (EventKey(RECORDS_SPLIT, RECORDS_READ), n))
-        )
+            records | "ListLengths" >> beam.Map(len) | "CountRecords" >> beam.CombineGlobally(sum)
+            if one_shuffle
+            else records | "CountRecords" >> beam.combiners.Count.Globally()
+        ) | "KeyRecordCount" >> beam.Map(lambda n: (EventKey(RECORDS_SPLIT, RECORDS_READ), n))
         curated = sampled.curated | "CuratedBySplit" >> beam.Partition(lambda kv, n: kv[0], n_splits)
         return CurateOutputs(
             accepted_batches=tuple(accepted),

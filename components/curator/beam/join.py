@@ -47,11 +47,15 @@ ACCEPTED_BATCHES = "accepted_batches"  # the raw sample of the examples of each 
 class KeyExamplesDoFn(beam.DoFn):
     """Batch of raw examples of one split -> (id, KeyedExample); bad ones -> Reject (REJECTS output); the
     accepted raw examples of the batch that are in the raw sample (unbiasedness.raw_sample: a hash of id and
-    seed) as one list (ACCEPTED_BATCHES output, for the raw statistics: no second parse)."""
+    seed) as one list (ACCEPTED_BATCHES output, for the raw statistics: no second parse).
 
-    def __init__(self, split: int, options: CurationOptions):
+    as_lists: the main output is one list of (id, KeyedExample) per batch instead of one element each (window
+    mode's chunking takes lists: no per-element step)."""
+
+    def __init__(self, split: int, options: CurationOptions, as_lists: bool = False):
         self._split = split
         self._options = options
+        self._as_lists = as_lists
         self._read = Metrics.counter(NAMESPACE, "examples_read")
         self._rejected = Metrics.counter(NAMESPACE, "examples_rejected")
         self._sample_rate = unbiasedness.raw_sample_rate(options)
@@ -73,29 +77,40 @@ class KeyExamplesDoFn(beam.DoFn):
         sampled = unbiasedness.raw_sample(ids, self._options.seed, self._sample_rate)
         yield beam.pvalue.TaggedOutput(ACCEPTED_BATCHES, [raw for raw, s in zip(accepted, sampled) if s])
         split = self._split
-        for example_id, label, raw in zip(ids, labels.tolist(), accepted):
-            yield example_id, KeyedExample(split, raw, label)
+        keyed = (
+            (example_id, KeyedExample(split, raw, label))
+            for example_id, label, raw in zip(ids, labels.tolist(), accepted)
+        )
+        if self._as_lists:
+            yield list(keyed)
+        else:
+            yield from keyed
 
 
 class KeyExamples(beam.PTransform):
     """Raw examples of one split -> `examples` (id, KeyedExample), `rejects` (Reject) and `accepted_batches`
     (lists of the accepted raw examples), a DoOutputsTuple.
 
-    Input: serialized examples, or lists of them when `batched` (as ReadTFRecordFiles emits).
+    Input: serialized examples, or lists of them when `batched` (as ReadTFRecordFiles emits). `as_lists`:
+    `examples` holds one list of (id, KeyedExample) per batch.
     """
 
-    def __init__(self, split: int, options: CurationOptions, batched: bool = False):
+    def __init__(self, split: int, options: CurationOptions, batched: bool = False, as_lists: bool = False):
         super().__init__()
         self._split = split
         self._options = options
         self._batched = batched
+        self._as_lists = as_lists
 
     def expand(self, raw):
         if not self._batched:
             raw = raw | "Batch" >> beam.BatchElements(min_batch_size=BATCH_SIZE, max_batch_size=BATCH_SIZE)
-        return raw | "Key" >> beam.ParDo(KeyExamplesDoFn(self._split, self._options)).with_output_types(
-            tuple[bytes, KeyedExample]
-        ).with_outputs(REJECTS, ACCEPTED_BATCHES, main=EXAMPLES_TAG)
+        keyed = tuple[bytes, KeyedExample]
+        return raw | "Key" >> beam.ParDo(
+            KeyExamplesDoFn(self._split, self._options, self._as_lists)
+        ).with_output_types(list[keyed] if self._as_lists else keyed).with_outputs(
+            REJECTS, ACCEPTED_BATCHES, main=EXAMPLES_TAG
+        )
 
 
 def resolve_duplicates(

@@ -108,25 +108,25 @@ def _chunk_by_window(
 
 class ChunkByWindow(beam.PTransform):
     """(id, KeyedExample) or (id, record fields) -> (window, WindowChunk), given `read` (AsDict side input of
-    the examples read per split)."""
+    the examples read per split). `as_lists`: the input is already lists of them (KeyExamples' and
+    DecodeForwardRecords' `as_lists`), chunked as they come."""
 
-    def __init__(self, options: CurationOptions, records: bool, read):
+    def __init__(self, options: CurationOptions, records: bool, read, as_lists: bool = False):
         super().__init__()
         self._options = options
         self._records = records
         self._read = read
+        self._as_lists = as_lists
 
     def expand(self, elements):
         value = RecordType if self._records else tuple[bytes, KeyedExample]
-        return (
-            elements
-            | "Buffer"
-            >> beam.ParDo(_BufferDoFn()).with_output_types(list[value])  # fused with Chunk: never encoded
-            | "Chunk"
-            >> beam.FlatMap(_chunk_by_window, self._read, self._options, self._records).with_output_types(
-                tuple[int, WindowChunk]
-            )
-        )
+        if not self._as_lists:
+            elements = elements | "Buffer" >> beam.ParDo(_BufferDoFn()).with_output_types(
+                list[value]
+            )  # fused with Chunk: never encoded
+        return elements | "Chunk" >> beam.FlatMap(
+            _chunk_by_window, self._read, self._options, self._records
+        ).with_output_types(tuple[int, WindowChunk])
 
 
 @beam.typehints.with_input_types(WindowChunk)
@@ -264,13 +264,17 @@ class WindowedOutputs(NamedTuple):
 
 class CurateWindows(beam.PTransform):
     """((id, KeyedExample) of all splits, (id, record fields)) -> WindowedOutputs, given `read`: the
-    (split, examples read) of every curated split (tfrecord_files.CountRecords)."""
+    (split, examples read) of every curated split (tfrecord_files.CountRecords). `as_lists`: both inputs are
+    lists of those (one per read batch)."""
 
-    def __init__(self, options: CurationOptions, n_splits: int, read: beam.PCollection):
+    def __init__(
+        self, options: CurationOptions, n_splits: int, read: beam.PCollection, as_lists: bool = False
+    ):
         super().__init__()
         self._options = options
         self._n_splits = n_splits
         self._read = read
+        self._as_lists = as_lists
 
     def expand(self, inputs) -> WindowedOutputs:
         o = self._options
@@ -279,8 +283,8 @@ class CurateWindows(beam.PTransform):
         keyed = tuple[int, WindowChunk]
         grouped = (
             (
-                examples | "ChunkExamples" >> ChunkByWindow(o, False, read),
-                records | "ChunkRecords" >> ChunkByWindow(o, True, read),
+                examples | "ChunkExamples" >> ChunkByWindow(o, False, read, self._as_lists),
+                records | "ChunkRecords" >> ChunkByWindow(o, True, read, self._as_lists),
             )
             | "FlattenChunks" >> beam.Flatten().with_output_types(keyed)
             | "GroupWindows" >> beam.CombinePerKey(_ConcatChunksFn()).with_output_types(keyed)

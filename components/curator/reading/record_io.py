@@ -49,8 +49,9 @@ def reject_counter_name(reason: str) -> str:
 class _CountingDoFn(beam.DoFn):
     """Shared counter plumbing: one Beam counter per reject reason, created once per DoFn instance."""
 
-    def __init__(self, config: RecordConfig):
+    def __init__(self, config: RecordConfig, as_lists: bool = False):
         self._config = config
+        self.as_lists = as_lists  # batch DoFns: one list of the batch's records instead of one element each
 
     def setup(self):
         self._decoded = Metrics.counter(METRICS_NAMESPACE, DECODED_COUNTER)
@@ -80,16 +81,20 @@ class _DecodePredictionLogDoFn(_CountingDoFn):
 
 class _DecodePredictionLogBatchDoFn(_CountingDoFn):
     def process(self, batch):
-        decode, config, decoded = decode_prediction_log_lenient, self._config, 0
+        decode, config, decoded, n = decode_prediction_log_lenient, self._config, [], 0
         for raw in batch:
             records, reasons = decode(raw, config)
-            if records:
-                decoded += len(records)
+            n += len(records)
+            if self.as_lists:
+                decoded.extend(records)
+            else:
                 yield from records
             for reason in reasons:
                 yield self._reject(raw, reason)
+        if n:
+            self._decoded.inc(n)
         if decoded:
-            self._decoded.inc(decoded)
+            yield decoded
 
 
 class _DecodePlainBatchDoFn(_CountingDoFn):
@@ -97,7 +102,10 @@ class _DecodePlainBatchDoFn(_CountingDoFn):
         records, rejects = decode_plain_batch(batch, self._config)
         if records:
             self._decoded.inc(len(records))
-            yield from records
+            if self.as_lists:
+                yield list(records)
+            else:
+                yield from records
         for raw, reason in rejects:
             yield self._reject(raw, reason)
 
@@ -119,6 +127,7 @@ class DecodeForwardRecords(beam.PTransform):
         ``beam.BatchElements`` of this fixed size).
       batched: the input elements are already lists of serialized records (e.g. the batches of a
         tf.data reader); they are decoded as they come, without re-batching.
+      as_lists: `records` holds one list of (example_id, record_value) per input batch (batched input only).
     """
 
     def __init__(
@@ -127,8 +136,12 @@ class DecodeForwardRecords(beam.PTransform):
         config: RecordConfig | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         batched: bool = False,
+        as_lists: bool = False,
     ):
         super().__init__()
+        if as_lists and not batched:
+            raise ValueError("as_lists needs batched input")
+        self._as_lists = as_lists
         self._format = _check_format(record_format)
         self._config = config or RecordConfig()
         self._batch_size = batch_size
@@ -137,16 +150,19 @@ class DecodeForwardRecords(beam.PTransform):
     def expand(self, serialized):
         if self._format == FORMAT_PREDICTION_LOG:
             label = "DecodePredictionLogs"
-            do_fn = (_DecodePredictionLogBatchDoFn if self._batched else _DecodePredictionLogDoFn)(
-                self._config
+            do_fn = (
+                _DecodePredictionLogBatchDoFn(self._config, self._as_lists)
+                if self._batched
+                else _DecodePredictionLogDoFn(self._config)
             )
         else:
-            label, do_fn = "DecodePlainRecords", _DecodePlainBatchDoFn(self._config)
+            label, do_fn = "DecodePlainRecords", _DecodePlainBatchDoFn(self._config, self._as_lists)
             if not self._batched:
                 serialized = serialized | "Batch" >> beam.BatchElements(
                     min_batch_size=self._batch_size, max_batch_size=self._batch_size
                 )
-        return serialized | label >> beam.ParDo(do_fn).with_output_types(RecordType).with_outputs(
+        out_type = list[RecordType] if self._as_lists else RecordType
+        return serialized | label >> beam.ParDo(do_fn).with_output_types(out_type).with_outputs(
             REJECT_TAG, main=RECORDS_TAG
         )
 
