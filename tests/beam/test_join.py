@@ -86,6 +86,19 @@ def test_accepted_batches_hold_exactly_the_raw_sample_of_the_accepted_examples(b
             label="SampledUnbatched",
         )
         assert_that(out.examples | beam.Keys(), equal_to(ids), label="AllKeyed")
+        lists = (
+            p | "Lists" >> beam.Create(batches) | "Key2" >> join.KeyExamples(0, options, True, as_lists=True)
+        )
+        assert_that(  # window mode's input: one list per batch (an empty one chunks to nothing), the same examples
+            lists.examples | "Lengths" >> beam.Map(len), equal_to([250, 1, 0, 349]), label="OneListPerBatch"
+        )
+        assert_that(
+            lists.examples | "Unlist" >> beam.FlatMap(lambda kv: kv),
+            equal_to(
+                [(i, join.KeyedExample(0, raw, float(k % 2))) for k, (i, raw) in enumerate(zip(ids, good))]
+            ),
+            label="SameKeyed",
+        )
 
 
 REC = {  # (prediction, hidden_norm, timestamp, model_version)

@@ -123,3 +123,40 @@ def test_decode_forward_records_batched_input(record_format):
         )
         assert_that(outputs[record_io.RECORDS_TAG] | beam.Keys(), equal_to([b"id%d" % i for i in range(5)]))
         assert_that(outputs[record_io.REJECT_TAG], equal_to([(b"\xff\xff\xff", "unparseable")]), label="Rej")
+
+
+@pytest.mark.parametrize("record_format", ["plain", "predictionlog"])
+def test_decode_forward_records_as_lists_gives_one_list_per_batch_of_the_same_records(record_format):
+    """Window mode's input: one list of a batch's decoded records (no per-record element), rejects as before."""
+    if record_format == "plain":
+        good = [plain(example_id=b"id%d" % i, prediction=0.1 * i) for i in range(5)]
+    else:
+        good = [regress_log([b"id%d" % i], [0.1 * i]).SerializeToString() for i in range(5)]
+    batches = [good[:2] + [b"\xff\xff\xff"], good[2:], [b"\xff\xff\xff"]]
+    with BeamTestPipeline() as pipeline:
+        created = pipeline | beam.Create(batches)
+        flat = created | "Flat" >> record_io.DecodeForwardRecords(record_format, BINARY, batched=True)
+        lists = created | "Lists" >> record_io.DecodeForwardRecords(
+            record_format, BINARY, batched=True, as_lists=True
+        )
+        assert_that(
+            lists[record_io.RECORDS_TAG] | "Ids" >> beam.Map(lambda rs: sorted(r[0] for r in rs)),
+            equal_to([[b"id0", b"id1"], [b"id2", b"id3", b"id4"]]),  # the all-rejected batch gives no list
+            label="OneListPerBatch",
+        )
+        assert_that(
+            (
+                lists[record_io.RECORDS_TAG] | "Unlist" >> beam.FlatMap(lambda rs: [tuple(r) for r in rs]),
+                flat[record_io.RECORDS_TAG] | "Tuples" >> beam.Map(tuple),
+            )
+            | beam.Flatten()
+            | beam.combiners.Count.PerElement()
+            | "Twice" >> beam.Map(lambda kv: kv[1]),
+            equal_to([2] * 5),  # every record once in each output, identical
+            label="SameRecords",
+        )
+        assert_that(
+            lists[record_io.REJECT_TAG], equal_to([(b"\xff\xff\xff", "unparseable")] * 2), label="Rej"
+        )
+    with pytest.raises(ValueError, match="batched"):
+        record_io.DecodeForwardRecords("plain", as_lists=True)
