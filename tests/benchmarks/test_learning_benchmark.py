@@ -143,12 +143,9 @@ def test_paired_differences_and_verdicts():
     assert analysis.halves(6) == {"selection": (1, 2, 3), "held_out": (4, 5, 6), "all": (1, 2, 3, 4, 5, 6)}
 
 
-@pytest.mark.slow
-def test_pure_selection_matches_the_beam_job_for_every_benchmark_strategy(tmp_path):
-    """The harness selects through plan.reference_selection: byte-identical ids and float32 weights to the
-    Curator Beam job, for every strategy of the benchmark, on 9,000 rows (3 windows) with tied scores."""
-    n = 9000
-    rng = np.random.default_rng(11)
+def _span_file(tmp_path, n: int, seed: int):
+    """A span of `n` rows with 5% positives written as TFRecords: (rng after drawing it, path, ids, labels)."""
+    rng = np.random.default_rng(seed)
     part = pd.DataFrame(
         {
             ds_lib.ID: [f"row-{i}" for i in range(n)],
@@ -160,7 +157,15 @@ def test_pure_selection_matches_the_beam_job_for_every_benchmark_strategy(tmp_pa
     labels = (rng.random(n) < 0.05).astype(np.int64)
     path = str(tmp_path / "span.tfrecord")
     ds_lib.write_records(path, ds_lib.serialize(TINY, part, labels, "#s0"))
-    ids = [f"row-{i}#s0".encode() for i in range(n)]
+    return rng, path, [f"row-{i}#s0".encode() for i in range(n)], labels
+
+
+@pytest.mark.slow
+def test_pure_selection_matches_the_beam_job_for_every_benchmark_strategy(tmp_path):
+    """The harness selects through plan.reference_selection: byte-identical ids and float32 weights to the
+    Curator Beam job, for every strategy of the benchmark, on 9,000 rows (3 windows) with tied scores."""
+    n = 9000
+    rng, path, ids, labels = _span_file(tmp_path, n, seed=11)
     preds = np.round(rng.beta(1, 12, size=n), 3).astype(np.float32)  # rounded: ties for top_k
     norms = rng.gamma(2.0, 1.5, size=n).astype(np.float32)
     for name in (*harness.FOCUSED, *harness.STRATIFIED):
@@ -180,19 +185,7 @@ def test_pure_selection_matches_the_beam_job_for_the_kpass_arm(tmp_path):
     """versions3_loss: the harness's [n, 3] served predictions combined by passes.combine select byte-identically
     to the Curator Beam job reading 3 records per id (one per served version) with duplicate_policy mean_std."""
     n = 9000
-    rng = np.random.default_rng(12)
-    part = pd.DataFrame(
-        {
-            ds_lib.ID: [f"row-{i}" for i in range(n)],
-            "x": rng.normal(size=n),
-            "k": rng.integers(0, 4, n),
-            "colour": rng.choice(["red", "green"], size=n),
-        }
-    )
-    labels = (rng.random(n) < 0.05).astype(np.int64)
-    path = str(tmp_path / "span.tfrecord")
-    ds_lib.write_records(path, ds_lib.serialize(TINY, part, labels, "#s0"))
-    ids = [f"row-{i}#s0".encode() for i in range(n)]
+    rng, path, ids, labels = _span_file(tmp_path, n, seed=12)
     preds = rng.beta(1, 12, size=(n, 3)).astype(np.float32)
     norms = rng.gamma(2.0, 1.5, size=n).astype(np.float32)
     for name in harness.KPASS:

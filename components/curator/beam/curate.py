@@ -129,7 +129,7 @@ class Curate(beam.PTransform):
                 list(enumerate(split_files))
             )
             sampled = (examples, records) | "CurateWindows" >> windowed.CurateWindows(
-                options, n_splits, examples_read, as_lists=True
+                options, n_splits, examples_read
             )
         else:
             sampled = (examples, records) | "CurateTwoPasses" >> _TwoPasses(options, n_splits)

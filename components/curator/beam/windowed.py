@@ -2,8 +2,8 @@
 and sampled where each window is grouped.
 
     split files -> CountRecords (tfrecord_files) ---------------------> {split: n_read} (side input)
-    (id, KeyedExample) -> ChunkExamples (Buffer, Chunk) ─┐
-    (id, record) ------> ChunkRecords (Buffer, Chunk) ───┴─> GroupWindows (CombinePerKey, columns) -> CurateWindow
+    [(id, KeyedExample)] -> ChunkExamples ─┐
+    [(id, record)] ------> ChunkRecords ───┴─> GroupWindows (CombinePerKey, columns) -> CurateWindow
         -> curated (split, raw + weight), stats, quality, counts, thresholds, rejects, events
 
 The window of an id is `plan.windows_of` over the examples read from all curated splits (plan.py, "Windows"):
@@ -23,11 +23,9 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.transforms.window import GlobalWindows
 
 from tfx_curator.components.curator.beam import join, transforms
 from tfx_curator.components.curator.beam.rows import (
-    BATCH_SIZE,
     EVENTS,
     N_EXAMPLE_FIELDS,
     QUALITY,
@@ -41,7 +39,6 @@ from tfx_curator.components.curator.beam.rows import (
 )
 from tfx_curator.components.curator.options import CurationOptions
 from tfx_curator.components.curator.policy import plan
-from tfx_curator.components.curator.reading.record_io import RecordType
 
 COUNTS = "counts"
 THRESHOLDS = "thresholds"
@@ -73,25 +70,6 @@ def _chunk(ids: list, values: list, records: bool) -> WindowChunk:
     return chunk
 
 
-class _BufferDoFn(beam.DoFn):
-    """Elements -> lists of `BATCH_SIZE` of them (the last of a bundle shorter): the per-element step stays
-    the cheapest kind (no side input)."""
-
-    def start_bundle(self):
-        self._buffer = []
-
-    def process(self, element):
-        self._buffer.append(element)
-        if len(self._buffer) >= BATCH_SIZE:
-            batch, self._buffer = self._buffer, []
-            yield batch
-
-    def finish_bundle(self):
-        if self._buffer:
-            batch, self._buffer = self._buffer, []
-            yield GlobalWindows.windowed_value(batch)
-
-
 def _chunk_by_window(
     batch: list, read: dict, options: CurationOptions, records: bool
 ) -> Iterable[tuple[int, WindowChunk]]:
@@ -107,24 +85,18 @@ def _chunk_by_window(
 
 
 class ChunkByWindow(beam.PTransform):
-    """(id, KeyedExample) or (id, record fields) -> (window, WindowChunk), given `read` (AsDict side input of
-    the examples read per split). `as_lists`: the input is already lists of them (KeyExamples' and
-    DecodeForwardRecords' `as_lists`), chunked as they come."""
+    """Lists of (id, KeyedExample) or of (id, record fields), one per read batch (KeyExamples' and
+    DecodeForwardRecords' `as_lists`) -> (window, WindowChunk), given `read` (AsDict side input of the examples
+    read per split)."""
 
-    def __init__(self, options: CurationOptions, records: bool, read, as_lists: bool = False):
+    def __init__(self, options: CurationOptions, records: bool, read):
         super().__init__()
         self._options = options
         self._records = records
         self._read = read
-        self._as_lists = as_lists
 
-    def expand(self, elements):
-        value = RecordType if self._records else tuple[bytes, KeyedExample]
-        if not self._as_lists:
-            elements = elements | "Buffer" >> beam.ParDo(_BufferDoFn()).with_output_types(
-                list[value]
-            )  # fused with Chunk: never encoded
-        return elements | "Chunk" >> beam.FlatMap(
+    def expand(self, batches):
+        return batches | "Chunk" >> beam.FlatMap(
             _chunk_by_window, self._read, self._options, self._records
         ).with_output_types(tuple[int, WindowChunk])
 
@@ -264,17 +236,14 @@ class WindowedOutputs(NamedTuple):
 
 class CurateWindows(beam.PTransform):
     """((id, KeyedExample) of all splits, (id, record fields)) -> WindowedOutputs, given `read`: the
-    (split, examples read) of every curated split (tfrecord_files.CountRecords). `as_lists`: both inputs are
-    lists of those (one per read batch)."""
+    (split, examples read) of every curated split (tfrecord_files.CountRecords). Both inputs are lists of
+    those, one per read batch."""
 
-    def __init__(
-        self, options: CurationOptions, n_splits: int, read: beam.PCollection, as_lists: bool = False
-    ):
+    def __init__(self, options: CurationOptions, n_splits: int, read: beam.PCollection):
         super().__init__()
         self._options = options
         self._n_splits = n_splits
         self._read = read
-        self._as_lists = as_lists
 
     def expand(self, inputs) -> WindowedOutputs:
         o = self._options
@@ -283,8 +252,8 @@ class CurateWindows(beam.PTransform):
         keyed = tuple[int, WindowChunk]
         grouped = (
             (
-                examples | "ChunkExamples" >> ChunkByWindow(o, False, read, self._as_lists),
-                records | "ChunkRecords" >> ChunkByWindow(o, True, read, self._as_lists),
+                examples | "ChunkExamples" >> ChunkByWindow(o, False, read),
+                records | "ChunkRecords" >> ChunkByWindow(o, True, read),
             )
             | "FlattenChunks" >> beam.Flatten().with_output_types(keyed)
             | "GroupWindows" >> beam.CombinePerKey(_ConcatChunksFn()).with_output_types(keyed)
