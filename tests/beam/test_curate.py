@@ -16,7 +16,7 @@ import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from tfx_curator.components.curator.beam import curate, transforms
+from tfx_curator.components.curator.beam import curate, transforms, windowed
 from tfx_curator.components.curator.options import CurationOptions
 from tfx_curator.components.curator.policy import passes, plan, signals
 from tfx_curator.components.curator.reading import example_keys, parsing
@@ -140,11 +140,15 @@ def test_resolve_record_format_detects_plain_records_and_says_so(tmp_path):
     assert detection == "auto: detected from the first 3 records (0 PredictionLogs)"
 
 
+@pytest.mark.parametrize("pack_rows", [windowed.PACK_ROWS, 7], ids=["packed", "pack_every_7_rows"])
 @pytest.mark.parametrize("strategy", ["loss", "stratified_loss"])
-def test_window_mode_bases_windows_and_rate_on_the_examples_read(tmp_path, strategy):
+def test_window_mode_bases_windows_and_rate_on_the_examples_read(tmp_path, monkeypatch, strategy, pack_rows):
     """Rejects, an id in two splits, examples without a record and orphan records: the Beam job selects what
     the reference selects on each split's accepted examples with windows over the examples read in both splits
-    and the rate over the split's read; the report's plan says so."""
+    and the rate over the split's read; the report's plan says so. Whether the packers before the window
+    shuffle hand on their rows at the end of the bundle or every few rows (one window's rows then arrive in
+    many chunks) changes nothing."""
+    monkeypatch.setattr(windowed, "PACK_ROWS", pack_rows)
     rng = np.random.default_rng(7)
     raws, data, records = {}, {}, []
     for split, n in (("a", 900), ("b", 500)):
