@@ -11,8 +11,9 @@ known before the join, so an id's examples (of any split) and its records meet i
 join is `join.ResolveJoinDoFn`'s (an id with one example and one record is paired column by column), the
 scores `transforms.score_columns`', the thresholds `plan.solve_window`'s and the sampling
 `transforms.SampleExamplesDoFn`'s: the two-pass path's functions, without a second pass over the scored
-examples and without a side input of thresholds. Chunks of one window cross the shuffle as columns
-(rows.WindowChunk, schema-coded); combiner lifting packs a bundle's chunks of a window into one before it.
+examples and without a side input of thresholds. Rows cross the shuffle as columns (rows.WindowChunk,
+schema-coded), packed per window over up to PACK_ROWS rows of a bundle by ChunkByWindow itself: Beam's
+FnApiRunner materialises the Flatten of the two inputs before the combine, so combiner lifting cannot pack them.
 """
 
 from __future__ import annotations
