@@ -242,7 +242,7 @@ def main(argv=None) -> int:
         default="copy,copy_beam_reader,curator,curator_global,curator_stats",
         help="comma-separated jobs to run (curator_mp: window mode on multi_processing, 2 workers; "
         "curator_stats_input: the default with StatisticsGen's output for the examples as the statistics input; "
-        "curator_stats_c1: the default with a raw sample of 1x the budget rate instead of 4x)",
+        "curator_stats_c1/_c2/_c4: the default with a raw sample of 1x/2x/4x the budget rate)",
     )
     parser.add_argument(
         "--runs",
@@ -260,7 +260,7 @@ def main(argv=None) -> int:
             "curator",
             "curator_stats",
             "curator_stats_input",
-            "curator_stats_c1",
+            *RAW_FACTOR_JOBS,
             "curator_global",
             "curator_mp",
         ],
@@ -287,7 +287,7 @@ def main(argv=None) -> int:
                 statistics=args.job.startswith("curator_stats"),
                 mode="global" if args.job == "curator_global" else "window",
                 raw_statistics=args.raw_statistics,
-                raw_sample_factor=1 if args.job == "curator_stats_c1" else None,
+                raw_sample_factor=RAW_FACTOR_JOBS.get(args.job),
             )
             print(json.dumps(acc))
         return 0
@@ -327,6 +327,11 @@ def main(argv=None) -> int:
     return 0
 
 
+RAW_FACTOR_JOBS = {
+    "curator_stats_c1": 1,
+    "curator_stats_c2": 2,
+    "curator_stats_c4": 4,
+}  # the raw sample's factor
 LABELS = {
     "copy": "copy examples + records, tf.data file reader (the floor)",
     "copy_beam_reader": "copy examples + records, Beam's ReadFromTFRecord",
@@ -334,7 +339,10 @@ LABELS = {
     "curator_global": "curator, global mode, no TFDV statistics",
     "curator_stats": "curator, window mode + TFDV statistics (default: raw sample + curated, one pass)",
     "curator_stats_input": "curator, window mode + TFDV statistics, raw statistics from a statistics input",
-    "curator_stats_c1": "curator, window mode + TFDV statistics, raw sample at 1x the budget rate (not 4x)",
+    **{
+        job: f"curator, window mode + TFDV statistics, raw sample at {k}x the budget rate"
+        for job, k in RAW_FACTOR_JOBS.items()
+    },
     "curator_mp": "curator, window mode, no statistics, multi_processing (2 workers)",
 }
 
