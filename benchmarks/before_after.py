@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.before_after --before COMMIT [--rows 200000] [--rounds 5] [--out FILE]
 
 Checks out COMMIT's tree (`git archive`) into a temporary folder, then runs, round after round, the copy job
-and the curator job (window mode, no TFDV statistics: `benchmarks.curator_vs_copy --job ...`) of that tree and
+and the curator job (window mode, no TFDV statistics, or with them: `--job curator_stats`) of that tree and
 of this working tree, alternating their order, on the files `curator_vs_copy` prepares. Reports the CPU time
 (user + sys of the process tree) of each run and the ratios to the copy job: the minimum and the median over
 the rounds. The old tree is imported instead of the editable install through a `sitecustomize` that drops
@@ -84,6 +84,12 @@ def main(argv=None) -> int:
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "before_after.md"))
+    parser.add_argument(
+        "--job",
+        choices=["curator", "curator_stats"],
+        default="curator",
+        help="the curator job compared: window mode without (curator) or with the TFDV statistics (the default's)",
+    )
     args = parser.parse_args(argv)
     examples, records = curator_vs_copy.prepare(args.source, args.rows, args.shards)
     folder = tempfile.mkdtemp(prefix="before_after-")
@@ -94,7 +100,7 @@ def main(argv=None) -> int:
             order = ["copy", "before", "after"] if r % 2 == 0 else ["copy", "after", "before"]
             for key in order:
                 cwd, env = trees["after" if key == "copy" else key]
-                job = "copy" if key == "copy" else "curator"
+                job = "copy" if key == "copy" else args.job
                 m = run_job(cwd, env, job, examples, records)
                 runs[key].append(m)
                 print(
@@ -109,13 +115,18 @@ def main(argv=None) -> int:
         "# Curator job cost before and after a change (interleaved, one session)",
         "",
         f"Command: `.venv/bin/python -m benchmarks.before_after --before {args.before} --source {args.source} "
-        f"--rows {args.rows} --shards {args.shards} --rounds {args.rounds}`  ",
+        f"--rows {args.rows} --shards {args.shards} --rounds {args.rounds} --job {args.job}`  ",
         f"After: working tree at {commit.stdout.strip()}; before: {args.before}  ",
         f"Date: {datetime.date.today()}  ",
         f"Machine: {curator_vs_copy.machine()}  ",
         f"Data: {args.rows:,} {args.source} examples + as many plain forward records, {args.shards} gzip files "
-        "each; curator job: window mode, budget 10%, no TFDV statistics, DirectRunner in-memory, each run in its "
-        "own process; CPU = user + sys of the process tree.",
+        f"each; curator job `{args.job}`: window mode, budget 10%, "
+        + (
+            "no TFDV statistics"
+            if args.job == "curator"
+            else "with the TFDV statistics and check (the default)"
+        )
+        + ", DirectRunner in-memory, each run in its own process; CPU = user + sys of the process tree.",
         "",
         "| job | CPU per round (s) | min CPU (s) | min CPU ratio vs copy | median CPU (s) | median ratio vs copy |",
         "|---|---|---:|---:|---:|---:|",
