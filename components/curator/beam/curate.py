@@ -123,15 +123,15 @@ class Curate(beam.PTransform):
             >> beam.MapTuple(lambda raw, reason: Reject(RECORDS_SPLIT, REJECT_SOURCE_RECORDS, reason, raw))
         )
         records = records_out[record_io.RECORDS_TAG]
-        examples = keyed | "FlattenExamples" >> beam.Flatten()
         if one_shuffle:  # examples and records come as one list per batch
             examples_read = pbegin | "CountExamples" >> tfrecord_files.CountRecords(
                 list(enumerate(split_files))
             )
-            sampled = (examples, records) | "CurateWindows" >> windowed.CurateWindows(
+            sampled = (tuple(keyed), records) | "CurateWindows" >> windowed.CurateWindows(
                 options, n_splits, examples_read
             )
         else:
+            examples = keyed | "FlattenExamples" >> beam.Flatten()
             sampled = (examples, records) | "CurateTwoPasses" >> _TwoPasses(options, n_splits)
         rejects.append(sampled.rejects)
         records_read = (

@@ -1,9 +1,9 @@
 """Window mode in one shuffle: examples and forward records keyed by window, then joined, scored, water-filled
 and sampled where each window is grouped.
 
-    split files -> CountRecords (tfrecord_files) ---------------------> {split: n_read} (side input)
-    [(id, KeyedExample)] -> ChunkExamples ─┐
-    [(id, record)] ------> ChunkRecords ───┴─> GroupWindows (CombinePerKey, columns) -> CurateWindow
+    split files -> CountRecords (tfrecord_files) -----------------------> {split: n_read} (side input)
+    [(id, KeyedExample)] of split i -> ChunkExamples[i] ─┐
+    [(id, record)] -----------------> ChunkRecords ──────┴─> GroupWindows (CombinePerKey, columns) -> CurateWindow
         -> curated (split, raw + weight), stats, quality, counts, thresholds, rejects, events
 
 The window of an id is `plan.windows_of` over the examples read from all curated splits (plan.py, "Windows"):
@@ -273,9 +273,10 @@ class WindowedOutputs(NamedTuple):
 
 
 class CurateWindows(beam.PTransform):
-    """((id, KeyedExample) of all splits, (id, record fields)) -> WindowedOutputs, given `read`: the
-    (split, examples read) of every curated split (tfrecord_files.CountRecords). Both inputs are lists of
-    those, one per read batch."""
+    """(one PCollection of (id, KeyedExample) per split, (id, record fields)) -> WindowedOutputs, given `read`:
+    the (split, examples read) of every curated split (tfrecord_files.CountRecords). The inputs are lists of
+    those, one per read batch; each split is packed by window before the one Flatten (a Flatten of the splits'
+    unpacked lists would cross the runner one read batch at a time)."""
 
     def __init__(self, options: CurationOptions, n_splits: int, read: beam.PCollection):
         super().__init__()
@@ -290,7 +291,10 @@ class CurateWindows(beam.PTransform):
         keyed = tuple[int, WindowChunk]
         grouped = (
             (
-                examples | "ChunkExamples" >> ChunkByWindow(o, False, read),
+                *(
+                    split | f"ChunkExamples[{i}]" >> ChunkByWindow(o, False, read)
+                    for i, split in enumerate(examples)
+                ),
                 records | "ChunkRecords" >> ChunkByWindow(o, True, read),
             )
             | "FlattenChunks" >> beam.Flatten().with_output_types(keyed)
@@ -301,7 +305,7 @@ class CurateWindows(beam.PTransform):
         )
         counts = out[COUNTS] | "SumCounts" >> beam.CombinePerKey(transforms.sum_tuples)
         plans = (
-            examples.pipeline
+            records.pipeline
             | "Once" >> beam.Create([None])
             | "MakePlans"
             >> beam.Map(
