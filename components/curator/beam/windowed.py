@@ -13,7 +13,7 @@ scores `transforms.score_columns`', the thresholds `plan.solve_window`'s and the
 `transforms.SampleExamplesDoFn`'s: the two-pass path's functions, without a second pass over the scored
 examples and without a side input of thresholds. Rows cross the shuffle as columns (rows.WindowChunk,
 schema-coded), packed per window over up to PACK_ROWS rows of a bundle by ChunkByWindow itself: Beam's
-FnApiRunner materialises the Flatten of the two inputs before the combine, so combiner lifting cannot pack them.
+FnApiRunner materialises the Flatten of its inputs before the combine, so combiner lifting cannot pack them.
 """
 
 from __future__ import annotations
