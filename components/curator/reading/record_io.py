@@ -51,7 +51,7 @@ class _CountingDoFn(beam.DoFn):
 
     def __init__(self, config: RecordConfig, as_lists: bool = False):
         self._config = config
-        self.as_lists = as_lists  # batch DoFns: one list of the batch's records instead of one element each
+        self._as_lists = as_lists  # batch DoFns: one list of the batch's records instead of one element each
 
     def setup(self):
         self._decoded = Metrics.counter(METRICS_NAMESPACE, DECODED_COUNTER)
@@ -85,7 +85,7 @@ class _DecodePredictionLogBatchDoFn(_CountingDoFn):
         for raw in batch:
             records, reasons = decode(raw, config)
             n += len(records)
-            if self.as_lists:
+            if self._as_lists:
                 decoded.extend(records)
             else:
                 yield from records
@@ -102,7 +102,7 @@ class _DecodePlainBatchDoFn(_CountingDoFn):
         records, rejects = decode_plain_batch(batch, self._config)
         if records:
             self._decoded.inc(len(records))
-            if self.as_lists:
+            if self._as_lists:
                 yield list(records)
             else:
                 yield from records
