@@ -89,11 +89,13 @@ def test_accepted_batches_hold_exactly_the_raw_sample_of_the_accepted_examples(b
         lists = (
             p | "Lists" >> beam.Create(batches) | "Key2" >> join.KeyExamples(0, options, True, as_lists=True)
         )
-        assert_that(  # window mode's input: one list per batch (an empty one chunks to nothing), the same examples
-            lists.examples | "Lengths" >> beam.Map(len), equal_to([250, 1, 0, 349]), label="OneListPerBatch"
+        assert_that(  # window mode's input: one ExampleColumns per batch with an accepted example
+            lists.examples | "Lengths" >> beam.Map(lambda c: len(c.ids)),
+            equal_to([250, 1, 349]),
+            label="OneColumnsPerBatch",
         )
         assert_that(
-            lists.examples | "Unlist" >> beam.FlatMap(lambda kv: kv),
+            lists.examples | "Unlist" >> beam.FlatMap(lambda c: zip(c.ids, map(join.KeyedExample, *c[1:]))),
             equal_to(
                 [(i, join.KeyedExample(0, raw, float(k % 2))) for k, (i, raw) in enumerate(zip(ids, good))]
             ),

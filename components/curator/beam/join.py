@@ -29,6 +29,7 @@ from tfx_curator.components.curator.beam.rows import (
     REJECT_SOURCE_EXAMPLES,
     REJECTS,
     EventKey,
+    ExampleColumns,
     ForwardRecord,
     JoinedRow,
     JoinValue,
@@ -49,8 +50,8 @@ class KeyExamplesDoFn(beam.DoFn):
     accepted raw examples of the batch that are in the raw sample (unbiasedness.raw_sample: a hash of id and
     seed) as one list (ACCEPTED_BATCHES output, for the raw statistics: no second parse).
 
-    as_lists: the main output is one list of (id, KeyedExample) per batch instead of one element each (window
-    mode's chunking takes lists: no per-element step)."""
+    as_lists: the main output is one ExampleColumns per batch instead of one (id, KeyedExample) per example
+    (window mode's chunking takes columns: no per-example step or row object)."""
 
     def __init__(self, split: int, options: CurationOptions, as_lists: bool = False):
         self._split = split
@@ -77,14 +78,12 @@ class KeyExamplesDoFn(beam.DoFn):
         sampled = unbiasedness.raw_sample(ids, self._options.seed, self._sample_rate)
         yield beam.pvalue.TaggedOutput(ACCEPTED_BATCHES, [raw for raw, s in zip(accepted, sampled) if s])
         split = self._split
-        keyed = (
-            (example_id, KeyedExample(split, raw, label))
-            for example_id, label, raw in zip(ids, labels.tolist(), accepted)
-        )
         if self._as_lists:
-            yield list(keyed)
-        else:
-            yield from keyed
+            if ids:
+                yield ExampleColumns(ids, [split] * len(ids), accepted, labels.tolist())
+            return
+        for example_id, label, raw in zip(ids, labels.tolist(), accepted):
+            yield example_id, KeyedExample(split, raw, label)
 
 
 class KeyExamples(beam.PTransform):
@@ -92,7 +91,7 @@ class KeyExamples(beam.PTransform):
     (lists of the accepted raw examples), a DoOutputsTuple.
 
     Input: serialized examples, or lists of them when `batched` (as ReadTFRecordFiles emits). `as_lists`:
-    `examples` holds one list of (id, KeyedExample) per batch.
+    `examples` holds one ExampleColumns per batch.
     """
 
     def __init__(self, split: int, options: CurationOptions, batched: bool = False, as_lists: bool = False):
@@ -108,7 +107,7 @@ class KeyExamples(beam.PTransform):
         keyed = tuple[bytes, KeyedExample]
         return raw | "Key" >> beam.ParDo(
             KeyExamplesDoFn(self._split, self._options, self._as_lists)
-        ).with_output_types(list[keyed] if self._as_lists else keyed).with_outputs(
+        ).with_output_types(ExampleColumns if self._as_lists else keyed).with_outputs(
             REJECTS, ACCEPTED_BATCHES, main=EXAMPLES_TAG
         )
 

@@ -14,7 +14,7 @@ import apache_beam as beam
 import numpy as np
 
 NAMESPACE = "tfx_curator"  # Beam metrics
-BATCH_SIZE = 1024
+BATCH_SIZE = 4096
 RECORDS_SPLIT = -1  # split index of things that belong to no split (orphan records, record rejects)
 
 # Side outputs.
@@ -134,6 +134,19 @@ def _columns(prefix: str, row_type) -> list[tuple[str, type]]:
     return [(prefix + name, list[kind]) for name, kind in typing.get_type_hints(row_type).items()]
 
 
+class ExampleColumns(NamedTuple):
+    """The accepted examples of one read batch as columns (KeyExamples' `as_lists` output, window mode): the ids
+    and the KeyedExample fields, with no row object per example."""
+
+    ids: list[bytes]
+    split: list[int]
+    raw: list[bytes]
+    label: list[float]
+
+
+if ExampleColumns._fields[1:] != KeyedExample._fields:
+    raise TypeError("ExampleColumns must hold the ids, then KeyedExample's fields in their order")
+
 # Examples and forward records of one window as columns (window mode's one shuffle, windowed.py): the ids and
 # the fields of KeyedExample (example_*) and of ForwardRecord (record_*), whatever fields those rows have.
 WindowChunk = NamedTuple(
@@ -150,6 +163,7 @@ N_EXAMPLE_FIELDS = len(KeyedExample._fields)
 
 SCHEMA_ROWS = (
     KeyedExample,
+    ExampleColumns,
     ForwardRecord,
     JoinValue,
     JoinedRow,

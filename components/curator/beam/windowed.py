@@ -2,7 +2,7 @@
 and sampled where each window is grouped.
 
     split files -> CountRecords (tfrecord_files) -----------------------> {split: n_read} (side input)
-    [(id, KeyedExample)] of split i -> ChunkExamples[i] ─┐
+    ExampleColumns of split i ------> ChunkExamples[i] ─┐
     [(id, record)] -----------------> ChunkRecords ──────┴─> GroupWindows (CombinePerKey, columns) -> CurateWindow
         -> curated (split, raw + weight), stats, quality, counts, thresholds, rejects, events
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from itertools import chain
+from operator import itemgetter
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -59,11 +60,10 @@ def _empty_chunk() -> WindowChunk:
     return WindowChunk(*([] for _ in WindowChunk._fields))
 
 
-def _chunk(ids: list, values: list, records: bool) -> WindowChunk:
-    """ids and their KeyedExample (or ForwardRecord fields, `records`) -> a WindowChunk.
+def _chunk(ids: list, columns: list, records: bool) -> WindowChunk:
+    """ids and the columns of their KeyedExample (or ForwardRecord, `records`) fields -> a WindowChunk.
 
     Decoded records carry the decoder's fields only: the ForwardRecord fields after them take their defaults."""
-    columns = [list(c) for c in zip(*values)] if values else []
     chunk = _empty_chunk()
     side = _RECORD_COLUMNS if records else _EXAMPLE_COLUMNS
     chunk[_RECORD_IDS if records else 0].extend(ids)
@@ -77,13 +77,13 @@ PACK_ROWS = 1 << 17  # rows one packer holds before it hands its chunks on (boun
 
 
 class _PackByWindowDoFn(beam.DoFn):
-    """Lists of (id, KeyedExample or record fields) -> (window, WindowChunk): the rows of up to PACK_ROWS
+    """ExampleColumns, or lists of (id, record fields) -> (window, WindowChunk): the rows of up to PACK_ROWS
     inputs of a bundle, one chunk per window (`plan.windows_of` over the examples read in all curated splits).
 
     Why pack across read batches: Beam's FnApiRunner (DirectRunner) materialises the Flatten of examples and
     records before the combine, so whatever crosses it is encoded, buffered and decoded one element at a time;
     chunked per read batch, a window got a handful of rows (4 at 1M examples: 470k elements, ~20 s of coding
-    at 1M rows), packed it gets hundreds."""
+    at 1M rows), packed it gets hundreds. Rows stay columns from the input to the chunk."""
 
     def __init__(self, options: CurationOptions, records: bool):
         self._options = options
@@ -93,11 +93,15 @@ class _PackByWindowDoFn(beam.DoFn):
         self._held: list[tuple[list, list, np.ndarray]] = []
         self._rows = 0
 
-    def process(self, batch: list, read: dict) -> Iterable[tuple[int, WindowChunk]]:
-        if batch:
+    def process(self, batch, read: dict) -> Iterable[tuple[int, WindowChunk]]:
+        if self._records:
             ids = [element[0] for element in batch]
+            columns = [list(c) for c in zip(*(element[1] for element in batch))]
+        else:
+            ids, columns = batch.ids, list(batch[1:])
+        if ids:
             windows = plan.windows_of(ids, self._options, sum(read.values()))
-            self._held.append((ids, [element[1] for element in batch], windows))
+            self._held.append((ids, columns, windows))
             self._rows += len(ids)
         if self._rows >= PACK_ROWS:
             yield from self._chunks()
@@ -113,17 +117,26 @@ class _PackByWindowDoFn(beam.DoFn):
         windows = np.concatenate([h[2] for h in held])
         order = np.argsort(windows, kind="stable")
         keys, starts = np.unique(windows[order], return_index=True)
-        ids = list(chain.from_iterable(h[0] for h in held))
-        values = list(chain.from_iterable(h[1] for h in held))
-        at = order.tolist()
-        ids, values = [ids[i] for i in at], [values[i] for i in at]
-        ends = [*starts[1:].tolist(), len(at)]
+        pick = _picker(order)
+        ids = pick(chain.from_iterable(h[0] for h in held))
+        columns = [
+            pick(chain.from_iterable(h[1][k] for h in held)) for k in range(min(len(h[1]) for h in held))
+        ]
+        ends = [*starts[1:].tolist(), len(order)]
         for k, start, end in zip(keys.tolist(), starts.tolist(), ends):
-            yield k, _chunk(ids[start:end], values[start:end], self._records)
+            yield k, _chunk(ids[start:end], [c[start:end] for c in columns], self._records)
+
+
+def _picker(order: np.ndarray):
+    """A function: an iterable of len(order) values -> the list of them in `order`."""
+    if len(order) == 1:
+        return lambda values: list(values)
+    get = itemgetter(*order.tolist())
+    return lambda values: list(get(list(values)))
 
 
 class ChunkByWindow(beam.PTransform):
-    """Lists of (id, KeyedExample) or of (id, record fields), one per read batch (KeyExamples' and
+    """ExampleColumns or lists of (id, record fields), one per read batch (KeyExamples' and
     DecodeForwardRecords' `as_lists`) -> (window, WindowChunk), given `read` (AsDict side input of the examples
     read per split)."""
 
@@ -273,10 +286,10 @@ class WindowedOutputs(NamedTuple):
 
 
 class CurateWindows(beam.PTransform):
-    """(one PCollection of (id, KeyedExample) per split, (id, record fields)) -> WindowedOutputs, given `read`:
-    the (split, examples read) of every curated split (tfrecord_files.CountRecords). The inputs are lists of
-    those, one per read batch; each split is packed by window before the one Flatten (a Flatten of the splits'
-    unpacked lists would cross the runner one read batch at a time)."""
+    """(one PCollection of ExampleColumns per split, lists of (id, record fields)) -> WindowedOutputs, given
+    `read`: the (split, examples read) of every curated split (tfrecord_files.CountRecords). Both inputs come one
+    element per read batch; each split is packed by window before the one Flatten (a Flatten of the splits'
+    unpacked batches would cross the runner one read batch at a time)."""
 
     def __init__(self, options: CurationOptions, n_splits: int, read: beam.PCollection):
         super().__init__()

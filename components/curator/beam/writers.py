@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 import apache_beam as beam
 
@@ -64,6 +65,35 @@ class WriteRejects(beam.PTransform):
         )
 
 
+def write_file(path: str, content: bytes) -> str:
+    """`content` -> the file at `path`: written beside it under a temporary name, then renamed over it (a reader
+    never sees a partial file; a retried bundle rewrites the same bytes). Returns `path`."""
+    from tensorflow.io import gfile
+
+    gfile.makedirs(os.path.dirname(path))
+    temp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with gfile.GFile(temp, "wb") as f:
+        f.write(content)
+    gfile.rename(temp, path, overwrite=True)
+    return path
+
+
+class WriteOneFile(beam.PTransform):
+    """A PCollection of one element -> the file at `path` holding `encode(element)` (`write_file`).
+
+    For the job's single results (figures, statistics): one step, where a file sink (WriteToText) adds an
+    initialise, a write, a shuffle and a finalise stage with their side inputs to the job."""
+
+    def __init__(self, path: str, encode):
+        super().__init__()
+        self._path = path
+        self._encode = encode
+
+    def expand(self, one):
+        path, encode = self._path, self._encode
+        return one | "WriteFile" >> beam.Map(lambda element: write_file(path, encode(element)))
+
+
 class WriteFigures(beam.PTransform):
     """A single JobFigures -> `<report_uri>/_job/figures.json` (one JSON line)."""
 
@@ -72,17 +102,11 @@ class WriteFigures(beam.PTransform):
         self._report_uri = report_uri
 
     def expand(self, figures):
-        return (
-            figures
-            | "ToJson" >> beam.Map(figures_lib.JobFigures.to_json)
-            | "Write"
-            >> beam.io.WriteToText(
-                os.path.join(self._report_uri, figures_lib.FIGURES_DIR, "figures"),
-                file_name_suffix=".json",
-                shard_name_template="",
-                num_shards=1,
-            )
-        )
+        return figures | "Write" >> WriteOneFile(figures_lib.path(self._report_uri), _figures_json)
+
+
+def _figures_json(figures: figures_lib.JobFigures) -> bytes:
+    return (figures.to_json() + "\n").encode()
 
 
 class WriteStatistics(beam.PTransform):
@@ -122,8 +146,12 @@ class WriteStatistics(beam.PTransform):
             serialized
             | "ToRecordBatch" >> beam.FlatMap(_decode_batch, example_coder.ExamplesToRecordBatchDecoder())
             | "Statistics" >> tfdv.GenerateStatistics(options)
-            | "WriteStatistics" >> tfdv.WriteStatisticsToBinaryFile(self._path)
+            | "WriteStatistics" >> WriteOneFile(self._path, _serialize)
         )
+
+
+def _serialize(stats) -> bytes:  # what tfdv.WriteStatisticsToBinaryFile writes: the serialized proto
+    return stats.SerializeToString()
 
 
 def _decode_batch(batch, decoder):
