@@ -61,12 +61,15 @@ def test_figures_are_one_json_file_read_back_as_written(tmp_path):
     assert figures.read(str(tmp_path)) == job_figures
 
 
-def _example(carrier: bytes, tail: bytes, weight: float) -> bytes:
+def _example(carrier: bytes, tail: bytes, weight: float | None, distance: float | None = None) -> bytes:
     feature = {
         "carrier": tf.train.Feature(bytes_list=tf.train.BytesList(value=[carrier])),
         "tail": tf.train.Feature(bytes_list=tf.train.BytesList(value=[tail])),
-        "sample_weight": tf.train.Feature(float_list=tf.train.FloatList(value=[weight])),
     }
+    if weight is not None:
+        feature["sample_weight"] = tf.train.Feature(float_list=tf.train.FloatList(value=[weight]))
+    if distance is not None:
+        feature["distance"] = tf.train.Feature(float_list=tf.train.FloatList(value=[distance]))
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
@@ -82,10 +85,9 @@ def test_statistics_category_frequencies_are_exact_up_to_1024_values_and_close_b
     weights = rng.choice([1.0, 2.5, 10.0], n)
     path = str(tmp_path / "stats.pb")
     with TestPipeline() as p:
-        _ = (
-            p
-            | beam.Create([_example(c, t, w) for c, t, w in zip(carriers, tails, weights)])
-            | writers.WriteStatistics(path, weight_feature="sample_weight")
+        examples = p | beam.Create([_example(c, t, w) for c, t, w in zip(carriers, tails, weights)])
+        _ = {"curated": examples} | writers.WriteStatistics(
+            {"curated": path}, "sample_weight", weighted=["curated"]
         )
     features = {f.path.step[0]: f.string_stats for f in tfdv.load_stats_binary(path).datasets[0].features}
     exact, weighted = Counter(carriers), Counter()
@@ -102,3 +104,74 @@ def test_statistics_category_frequencies_are_exact_up_to_1024_values_and_close_b
     assert len(exact_tails) > 1024
     tops = features["tail"].top_values
     assert tops and all(0 <= exact_tails[t.value.encode()] - t.frequency <= n / 1025 for t in tops)
+
+
+def _summary(dataset) -> dict:
+    """What the unbiasedness check reads of a dataset's statistics, per feature (rounded: float sums)."""
+    out = {"num_examples": dataset.num_examples}
+    for f in dataset.features:
+        kind = f.WhichOneof("stats")
+        stats = getattr(f, kind)
+        common = stats.common_stats
+        row = {"present": common.num_non_missing, "missing": common.num_missing}
+        if kind == "num_stats":
+            row.update(mean=round(stats.mean, 6), min=stats.min, max=stats.max)
+            row["quantiles"] = [
+                round(b.high_value, 6) for h in stats.histograms if h.type == 1 for b in h.buckets
+            ]
+        else:
+            row["top"] = sorted((v.value, v.frequency) for v in stats.top_values)
+        out[f.path.step[0]] = row
+    return out
+
+
+def test_statistics_of_raw_and_curated_come_from_one_pass_as_from_one_pass_each(tmp_path):
+    """One TFDV pass over two slices writes, per slice, what tfdv.GenerateStatistics writes for that slice alone:
+    the raw (unweighted, batched) file without weighted statistics or the weight feature, the curated file with
+    both; a slice with no examples gets an empty dataset."""
+    import tensorflow_data_validation as tfdv
+    from tfx_bsl.coders import example_coder
+
+    rng = np.random.default_rng(5)
+    raw = [_example(b"c%d" % rng.integers(8), b"t", None, rng.gamma(2.0)) for _ in range(900)]
+    curated = [
+        _example(b"c%d" % rng.integers(8), b"t", float(w), rng.gamma(2.0))
+        for w in rng.choice([1.0, 4.0], 300)
+    ]
+    paths = {name: str(tmp_path / f"{name}.pb") for name in ("raw", "curated", "none")}
+    alone = {name: str(tmp_path / f"{name}_alone.pb") for name in ("raw", "curated")}
+    with TestPipeline() as p:
+        raw_lists = p | "Raw" >> beam.Create([raw[:500], raw[500:], []])
+        cur = p | "Curated" >> beam.Create(curated)
+        none = p | "None" >> beam.Create([], reshuffle=False).with_output_types(bytes)
+        _ = {"raw": raw_lists, "curated": cur, "none": none} | writers.WriteStatistics(
+            paths, "sample_weight", weighted=["curated"], batched=["raw"]
+        )
+        for name, pcoll, weight in (("raw", raw_lists, None), ("curated", cur, "sample_weight")):
+            stats = tfdv.StatsOptions(
+                weight_feature=weight,
+                num_quantiles_histogram_buckets=20,
+                num_rank_histogram_buckets=200,
+                use_sketch_based_topk_uniques=True,
+            )
+            _ = (
+                pcoll
+                | f"Flat[{name}]" >> beam.FlatMap(lambda b: b if isinstance(b, list) else [b])
+                | f"Batch[{name}]" >> beam.BatchElements(min_batch_size=1000, max_batch_size=1000)
+                | f"Decode[{name}]" >> beam.Map(example_coder.ExamplesToRecordBatchDecoder().DecodeBatch)
+                | f"Alone[{name}]" >> tfdv.GenerateStatistics(stats)
+                | f"Write[{name}]" >> tfdv.WriteStatisticsToBinaryFile(alone[name])
+            )
+    one_pass = {name: tfdv.load_stats_binary(path) for name, path in paths.items()}
+    assert all(len(s.datasets) == 1 and not s.datasets[0].name for s in one_pass.values())
+    raw_stats = one_pass["raw"].datasets[0]
+    assert "weighted_" not in str(raw_stats) and "sample_weight" not in str(raw_stats)
+    assert _summary(raw_stats) == _summary(tfdv.load_stats_binary(alone["raw"]).datasets[0])
+    cur_stats, cur_alone = (
+        one_pass["curated"].datasets[0],
+        tfdv.load_stats_binary(alone["curated"]).datasets[0],
+    )
+    assert _summary(cur_stats) == _summary(cur_alone)
+    assert cur_stats.weighted_num_examples == pytest.approx(cur_alone.weighted_num_examples)
+    assert cur_alone.weighted_num_examples > 300  # weights 1 and 4: the weighted statistics are there
+    assert one_pass["none"].datasets[0].num_examples == 0

@@ -46,19 +46,25 @@ def build(
     out = pipeline | "Curate" >> curate_lib.Curate(
         [example_patterns[s] for s in splits], record_pattern, options
     )
+    # one TFDV pass for all splits: each split's curated examples (TFDV keeps the unweighted statistics beside the
+    # weighted ones) and, unless the statistics input has the split's, the sample of accepted raw examples
+    # KeyExamples emits; slices are named "<split>/<raw|curated>"
+    stats_inputs = {}
     for i, split in enumerate(splits):
         _ = out.curated[i] | f"WriteCurated[{split}]" >> writers.write_split(
             writers.split_dir(curated_uri, split)
         )
         if not compute_statistics:
             continue
-        if split not in (raw_statistics or {}):  # the sample of accepted raw examples KeyExamples emits
-            _ = out.accepted_batches[i] | f"Statistics[{split}-raw]" >> writers.WriteStatistics(
-                report_lib.stats_path(report_uri, split, report_lib.RAW), batched=True
-            )
-        # one pass: TFDV keeps the unweighted statistics beside the weighted ones
-        _ = out.curated[i] | f"Statistics[{split}-curated]" >> writers.WriteStatistics(
-            report_lib.stats_path(report_uri, split, report_lib.CURATED), options.weight_feature
+        stats_inputs[f"{split}/{report_lib.CURATED}"] = out.curated[i]
+        if split not in (raw_statistics or {}):
+            stats_inputs[f"{split}/{report_lib.RAW}"] = out.accepted_batches[i]
+    if stats_inputs:
+        _ = stats_inputs | "Statistics" >> writers.WriteStatistics(
+            {name: report_lib.stats_path(report_uri, *name.rsplit("/", 1)) for name in stats_inputs},
+            options.weight_feature,
+            weighted=[n for n in stats_inputs if n.endswith(f"/{report_lib.CURATED}")],
+            batched=[n for n in stats_inputs if n.endswith(f"/{report_lib.RAW}")],
         )
     _ = out.rejects | "WriteRejects" >> writers.WriteRejects(report_uri)
     reject_counts = (
