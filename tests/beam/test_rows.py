@@ -82,16 +82,23 @@ def test_the_join_shuffles_ids_and_rows():
     assert _coders_into(p, "Join/GroupById") == ["kv[bytes,row]"]
 
 
-def test_a_window_chunk_round_trips_as_columns_of_plain_fields():
-    coder = beam.coders.registry.get_coder(rows.WindowChunk)
+@pytest.mark.parametrize(
+    "columns",
+    [
+        rows.WindowChunk(
+            [b"a", b"b"], [0, 1], [b"r", b"s"], [1.0, 0.0], [b"a"], [0.5], [math.nan], [2.0], [b""], [0.7]
+        ),
+        rows.ExampleColumns([b"a", b"b"], [2, 2], [b"r", b""], [1.0, math.nan]),
+    ],
+    ids=lambda c: type(c).__name__,
+)
+def test_rows_of_columns_round_trip_as_lists_of_plain_fields(columns):
+    coder = beam.coders.registry.get_coder(type(columns))
     assert isinstance(coder, beam.coders.RowCoder)
     kinds = {f.type.array_type.element_type.WhichOneof("type_info") for f in coder.schema.fields}
     assert kinds == {"atomic_type"}
-    chunk = rows.WindowChunk(
-        [b"a", b"b"], [0, 1], [b"r", b"s"], [1.0, 0.0], [b"a"], [0.5], [math.nan], [2.0], [b""], [0.7]
-    )
-    decoded = coder.get_impl().decode(coder.get_impl().encode(chunk))
-    assert _plain(tuple(map(tuple, decoded))) == _plain(tuple(map(tuple, chunk)))
+    decoded = coder.get_impl().decode(coder.get_impl().encode(columns))
+    assert _plain(tuple(map(tuple, decoded))) == _plain(tuple(map(tuple, columns)))
 
 
 def test_window_mode_shuffles_window_keys_and_columns(tmp_path):

@@ -163,7 +163,6 @@ N_EXAMPLE_FIELDS = len(KeyedExample._fields)
 
 SCHEMA_ROWS = (
     KeyedExample,
-    ExampleColumns,
     ForwardRecord,
     JoinValue,
     JoinedRow,
@@ -175,4 +174,5 @@ SCHEMA_ROWS = (
 )
 for _row in SCHEMA_ROWS:
     beam.coders.registry.register_coder(_row, beam.coders.RowCoder)
-beam.coders.registry.register_coder(WindowChunk, beam.coders.RowCoder)
+for _columns_row in (ExampleColumns, WindowChunk):  # rows of list fields (columns)
+    beam.coders.registry.register_coder(_columns_row, beam.coders.RowCoder)
