@@ -86,9 +86,7 @@ def test_statistics_category_frequencies_are_exact_up_to_1024_values_and_close_b
     path = str(tmp_path / "stats.pb")
     with TestPipeline() as p:
         examples = p | beam.Create([_example(c, t, w) for c, t, w in zip(carriers, tails, weights)])
-        _ = {"curated": examples} | writers.WriteStatistics(
-            {"curated": path}, "sample_weight", weighted=["curated"]
-        )
+        _ = {"curated": examples} | writers.WriteStatistics({"curated": path}, "sample_weight")
     features = {f.path.step[0]: f.string_stats for f in tfdv.load_stats_binary(path).datasets[0].features}
     exact, weighted = Counter(carriers), Counter()
     for c, w in zip(carriers, weights):
@@ -125,10 +123,10 @@ def _summary(dataset) -> dict:
     return out
 
 
-def test_statistics_of_raw_and_curated_come_from_one_pass_as_from_one_pass_each(tmp_path):
-    """One TFDV pass over two slices writes, per slice, what tfdv.GenerateStatistics writes for that slice alone:
-    the raw (unweighted, batched) file without weighted statistics or the weight feature, the curated file with
-    both; a slice with no examples gets an empty dataset."""
+def test_statistics_of_several_slices_come_from_one_pass_as_from_one_pass_each(tmp_path):
+    """One TFDV pass over several inputs writes, per input, what tfdv.GenerateStatistics writes for it alone:
+    unweighted for lists of raw examples (batched) beside an input with no examples (an empty dataset), weighted
+    for the curated examples."""
     import tensorflow_data_validation as tfdv
     from tfx_bsl.coders import example_coder
 
@@ -138,14 +136,17 @@ def test_statistics_of_raw_and_curated_come_from_one_pass_as_from_one_pass_each(
         _example(b"c%d" % rng.integers(8), b"t", float(w), rng.gamma(2.0))
         for w in rng.choice([1.0, 4.0], 300)
     ]
-    paths = {name: str(tmp_path / f"{name}.pb") for name in ("raw", "curated", "none")}
+    paths = {name: str(tmp_path / f"{name}.pb") for name in ("a/raw", "b/raw", "curated")}
     alone = {name: str(tmp_path / f"{name}_alone.pb") for name in ("raw", "curated")}
     with TestPipeline() as p:
         raw_lists = p | "Raw" >> beam.Create([raw[:500], raw[500:], []])
         cur = p | "Curated" >> beam.Create(curated)
-        none = p | "None" >> beam.Create([], reshuffle=False).with_output_types(bytes)
-        _ = {"raw": raw_lists, "curated": cur, "none": none} | writers.WriteStatistics(
-            paths, "sample_weight", weighted=["curated"], batched=["raw"]
+        none = p | "None" >> beam.Create([[]], reshuffle=False)
+        _ = {"a/raw": raw_lists, "b/raw": none} | "Unweighted" >> writers.WriteStatistics(
+            {k: paths[k] for k in ("a/raw", "b/raw")}, batched=["a/raw", "b/raw"]
+        )
+        _ = {"curated": cur} | "Weighted" >> writers.WriteStatistics(
+            {"curated": paths["curated"]}, "sample_weight"
         )
         for name, pcoll, weight in (("raw", raw_lists, None), ("curated", cur, "sample_weight")):
             stats = tfdv.StatsOptions(
@@ -164,8 +165,8 @@ def test_statistics_of_raw_and_curated_come_from_one_pass_as_from_one_pass_each(
             )
     one_pass = {name: tfdv.load_stats_binary(path) for name, path in paths.items()}
     assert all(len(s.datasets) == 1 and not s.datasets[0].name for s in one_pass.values())
-    raw_stats = one_pass["raw"].datasets[0]
-    assert "weighted_" not in str(raw_stats) and "sample_weight" not in str(raw_stats)
+    raw_stats = one_pass["a/raw"].datasets[0]
+    assert "weighted_" not in str(raw_stats)
     assert _summary(raw_stats) == _summary(tfdv.load_stats_binary(alone["raw"]).datasets[0])
     cur_stats, cur_alone = (
         one_pass["curated"].datasets[0],
@@ -174,4 +175,4 @@ def test_statistics_of_raw_and_curated_come_from_one_pass_as_from_one_pass_each(
     assert _summary(cur_stats) == _summary(cur_alone)
     assert cur_stats.weighted_num_examples == pytest.approx(cur_alone.weighted_num_examples)
     assert cur_alone.weighted_num_examples > 300  # weights 1 and 4: the weighted statistics are there
-    assert one_pass["none"].datasets[0].num_examples == 0
+    assert one_pass["b/raw"].datasets[0].num_examples == 0

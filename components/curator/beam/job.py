@@ -46,26 +46,26 @@ def build(
     out = pipeline | "Curate" >> curate_lib.Curate(
         [example_patterns[s] for s in splits], record_pattern, options
     )
-    # one TFDV pass for all splits: each split's curated examples (TFDV keeps the unweighted statistics beside the
-    # weighted ones) and, unless the statistics input has the split's, the sample of accepted raw examples
-    # KeyExamples emits; slices are named "<split>/<raw|curated>"
-    stats_inputs = {}
+    # the statistics: one TFDV pass for the curated splits (weighted: TFDV keeps the unweighted statistics beside
+    # the weighted ones), one for the samples of accepted raw examples KeyExamples emits (of the splits the
+    # statistics input does not have); slices named "<split>/<raw|curated>"
+    stats_inputs = {report_lib.CURATED: {}, report_lib.RAW: {}}
     for i, split in enumerate(splits):
         _ = out.curated[i] | f"WriteCurated[{split}]" >> writers.write_split(
             writers.split_dir(curated_uri, split)
         )
         if not compute_statistics:
             continue
-        stats_inputs[f"{split}/{report_lib.CURATED}"] = out.curated[i]
+        stats_inputs[report_lib.CURATED][f"{split}/{report_lib.CURATED}"] = out.curated[i]
         if split not in (raw_statistics or {}):
-            stats_inputs[f"{split}/{report_lib.RAW}"] = out.accepted_batches[i]
-    if stats_inputs:
-        _ = stats_inputs | "Statistics" >> writers.WriteStatistics(
-            {name: report_lib.stats_path(report_uri, *name.rsplit("/", 1)) for name in stats_inputs},
-            options.weight_feature,
-            weighted=[n for n in stats_inputs if n.endswith(f"/{report_lib.CURATED}")],
-            batched=[n for n in stats_inputs if n.endswith(f"/{report_lib.RAW}")],
-        )
+            stats_inputs[report_lib.RAW][f"{split}/{report_lib.RAW}"] = out.accepted_batches[i]
+    for kind, inputs in stats_inputs.items():
+        if inputs:
+            _ = inputs | f"Statistics[{kind}]" >> writers.WriteStatistics(
+                {name: report_lib.stats_path(report_uri, *name.rsplit("/", 1)) for name in inputs},
+                options.weight_feature if kind == report_lib.CURATED else None,
+                batched=inputs if kind == report_lib.RAW else (),
+            )
     _ = out.rejects | "WriteRejects" >> writers.WriteRejects(report_uri)
     reject_counts = (
         out.rejects
