@@ -64,7 +64,7 @@ def build(
             _ = inputs | f"Statistics[{kind}]" >> writers.WriteStatistics(
                 {name: report_lib.stats_path(report_uri, *name.rsplit("/", 1)) for name in inputs},
                 options.weight_feature if kind == report_lib.CURATED else None,
-                batched=inputs if kind == report_lib.RAW else (),
+                batched=list(inputs) if kind == report_lib.RAW else (),
             )
     _ = out.rejects | "WriteRejects" >> writers.WriteRejects(report_uri)
     reject_counts = (

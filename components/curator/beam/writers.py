@@ -79,31 +79,17 @@ def write_file(path: str, content: bytes) -> str:
     return path
 
 
-class WriteOneFile(beam.PTransform):
-    """A PCollection of one element -> the file at `path` holding `encode(element)` (`write_file`).
-
-    For the job's single results (figures, statistics): one step, where a file sink (WriteToText) adds an
-    initialise, a write, a shuffle and a finalise stage with their side inputs to the job."""
-
-    def __init__(self, path: str, encode):
-        super().__init__()
-        self._path = path
-        self._encode = encode
-
-    def expand(self, one):
-        path, encode = self._path, self._encode
-        return one | "WriteFile" >> beam.Map(lambda element: write_file(path, encode(element)))
-
-
 class WriteFigures(beam.PTransform):
-    """A single JobFigures -> `<report_uri>/_job/figures.json` (one JSON line)."""
+    """A single JobFigures -> `<report_uri>/_job/figures.json` (one JSON line), by `write_file` in one step (a
+    file sink, WriteToText, adds an initialise, a write, a shuffle and a finalise stage with their side inputs)."""
 
     def __init__(self, report_uri: str):
         super().__init__()
         self._report_uri = report_uri
 
     def expand(self, figures):
-        return figures | "Write" >> WriteOneFile(figures_lib.path(self._report_uri), _figures_json)
+        path = figures_lib.path(self._report_uri)
+        return figures | "Write" >> beam.Map(lambda one: write_file(path, _figures_json(one)))
 
 
 def _figures_json(figures: figures_lib.JobFigures) -> bytes:
